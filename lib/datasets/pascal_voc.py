@@ -1,0 +1,348 @@
+"""PASCAL VOC-format image databases (also serves custom datasets in the VOC layout).
+
+Layout: ``<devkit_path>/<dataset_dir>/{JPEGImages/<id>.jpg, Annotations/<id>.xml, ImageSets/Main/<set>.txt}``
+with ``devkit_path = <cfg.DATA_DIR>/VOCdevkit<year>`` and ``dataset_dir = VOC<year>`` by default.
+
+Annotation XMLs use 1-based inclusive pixel coordinates; roidb boxes are 0-based (x - 1). Every object is
+validated when read (see ``parse_annotation``). Parsed annotations are cached in
+``<cfg.DATA_DIR>/cache/<name>_gt_annotations.npz`` under a key hashing the content of every annotation file,
+the class list and the bad-box policy, so an edited annotation rebuilds the cache.
+"""
+
+import hashlib
+import json
+import os
+import os.path as osp
+import warnings
+import xml.etree.ElementTree as ET
+
+import numpy as np
+
+from datasets.imdb import imdb
+from datasets.voc_eval import voc_eval
+from fast_rcnn.config import cfg
+
+VOC_CLASSES = ('__background__', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat',
+               'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep',
+               'sofa', 'train', 'tvmonitor')
+
+# The archives that hold each VOC year (all extract into a common VOCdevkit/ directory).
+VOC_ARCHIVES = {
+    '2007': ('VOCtrainval_06-Nov-2007.tar', 'VOCtest_06-Nov-2007.tar', 'VOCdevkit_08-Jun-2007.tar'),
+    '2012': ('VOCtrainval_11-May-2012.tar',),
+}
+
+BAD_BOX_POLICIES = ('raise', 'clip', 'skip')
+
+# IoU threshold of the VOC detection challenge.
+VOC_IOU_THRESH = 0.5
+
+# Bumped whenever the annotation cache layout changes, so old caches are rebuilt.
+_CACHE_VERSION = 1
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are not where the loader looks; the message says what to download and where."""
+
+
+class BadAnnotationError(ValueError):
+    """An annotation file is malformed or holds an invalid object; the message names file, object, values."""
+
+
+def voc_missing_hint(year, devkit_path):
+    """How to provide VOC ``year`` at ``devkit_path`` (archive names and the symlink to make)."""
+    archives = VOC_ARCHIVES.get(str(year), ())
+    listed = ', '.join(archives) if archives else f'the PASCAL VOC {year} archives'
+    return (f'Download {listed} from the PASCAL VOC website, extract them into one directory (they create '
+            f'VOCdevkit/), then move or symlink it: ln -s /path/to/VOCdevkit {devkit_path}  '
+            '(see data/README.md).')
+
+
+def parse_annotation(filename, class_to_ind, on_bad_box='raise'):
+    """Read one VOC XML into 0-based arrays.
+
+    Returns ``{'width', 'height', 'boxes' (N x 4 float32, 0-based), 'gt_classes' (N int32),
+    'difficult' (N bool)}``. A malformed file, a missing or non-numeric field, or a bad ``difficult`` flag
+    always raises ``BadAnnotationError``. An object whose class is unknown, whose box leaves the image or has
+    x2 < x1 / y2 < y1 raises under ``on_bad_box='raise'``; ``'clip'`` clips boxes into the image (and skips
+    what stays invalid or has an unknown class), ``'skip'`` drops the object; both warn naming the file.
+    """
+    try:
+        root = ET.parse(filename).getroot()
+    except FileNotFoundError as err:
+        raise BadAnnotationError(f'annotation file not found: {filename}') from err
+    except ET.ParseError as err:
+        raise BadAnnotationError(f'{filename}: not valid XML ({err})') from err
+    width = _read_number(root, 'size/width', filename, 'image size')
+    height = _read_number(root, 'size/height', filename, 'image size')
+    if width <= 0 or height <= 0 or not width.is_integer() or not height.is_integer():
+        raise BadAnnotationError(f'{filename}: image size must be positive integers, got {width} x {height}')
+    width, height = int(width), int(height)
+
+    boxes, classes, difficult = [], [], []
+    for k, obj in enumerate(root.findall('object')):
+        parsed = _parse_object(obj, k, filename, width, height, class_to_ind, on_bad_box)
+        if parsed is not None:
+            boxes.append(parsed[0])
+            classes.append(parsed[1])
+            difficult.append(parsed[2])
+    return {
+        'width': width,
+        'height': height,
+        'boxes': np.array(boxes, dtype=np.float32).reshape(-1, 4),
+        'gt_classes': np.array(classes, dtype=np.int32),
+        'difficult': np.array(difficult, dtype=bool),
+    }
+
+
+def _read_number(element, path, filename, what):
+    """The number at ``element.findtext(path)``, or ``BadAnnotationError`` naming file and field."""
+    text = element.findtext(path)
+    if text is None or not text.strip():
+        raise BadAnnotationError(f'{filename}: {what}: missing field <{path}>')
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadAnnotationError(f'{filename}: {what}: field <{path}> is not a number: {text.strip()!r}') from None
+    if not np.isfinite(value):
+        raise BadAnnotationError(f'{filename}: {what}: field <{path}> is not finite: {text.strip()!r}')
+    return value
+
+
+def _parse_object(obj, k, filename, width, height, class_to_ind, on_bad_box):
+    """One ``<object>``: ``(box 0-based [x1, y1, x2, y2], class index, difficult)`` or None when skipped."""
+    name = (obj.findtext('name') or '').strip()
+    if not name:
+        raise BadAnnotationError(f'{filename}: object {k}: missing field <name>')
+    what = f'object {k} ({name!r})'
+    xmin, ymin, xmax, ymax = (_read_number(obj, f'bndbox/{tag}', filename, what)
+                              for tag in ('xmin', 'ymin', 'xmax', 'ymax'))
+    difficult_text = (obj.findtext('difficult') or '0').strip()
+    if difficult_text not in ('0', '1'):
+        raise BadAnnotationError(f'{filename}: {what}: field <difficult> must be 0 or 1, got {difficult_text!r}')
+    values = f'xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} ymax={ymax:g}'
+    box = np.array([xmin, ymin, xmax, ymax]) - 1.0
+
+    problem = None
+    if name not in class_to_ind:
+        problem = f'unknown class name {name!r} (known: {", ".join(sorted(class_to_ind))})'
+    elif xmax < xmin or ymax < ymin:
+        problem = f'inverted box ({values}: xmax < xmin or ymax < ymin)'
+    elif box[0] < 0 or box[1] < 0 or box[2] > width - 1 or box[3] > height - 1:
+        problem = (f'box outside the image ({values}; 1-based coordinates must lie in '
+                   f'1..{width} x 1..{height})')
+        if on_bad_box == 'clip':
+            box = np.clip(box, 0, [width - 1, height - 1, width - 1, height - 1])
+            warnings.warn(f'{filename}: {what}: {problem}; clipped to 1-based '
+                          f'{(box + 1).tolist()}', stacklevel=2)
+            problem = None
+    if problem is None:
+        return box, class_to_ind[name], difficult_text == '1'
+    if on_bad_box == 'raise':
+        raise BadAnnotationError(f'{filename}: {what}: {problem}')
+    warnings.warn(f'{filename}: {what}: {problem}; object skipped', stacklevel=2)
+    return None
+
+
+class pascal_voc(imdb):
+    """A VOC-format image set, e.g. ``pascal_voc('trainval', '2007')`` named ``voc_2007_trainval``.
+
+    ``classes``: class names with ``'__background__'`` first (default: the 20 VOC classes).
+    ``dataset_dir``: the directory under ``devkit_path`` (default ``VOC<year>``). ``name``: the imdb name
+    (default ``voc_<year>_<image_set>``). ``max_images``: keep only the first that many ids of the image set.
+    ``use_07_metric``: VOC07 11-point AP (default for years before 2010 and for non-VOC data) or the area
+    metric; stored in ``config['use_07_metric']``, which ``evaluate_detections`` reads.
+    ``on_bad_box``: ``'raise'`` | ``'clip'`` | ``'skip'`` (see ``parse_annotation``).
+    ``missing_hint``: what the missing-data error tells the user to do (default: the VOC archives).
+    """
+
+    def __init__(self, image_set, year, devkit_path=None, classes=None, *, dataset_dir=None, name=None,
+                 max_images=None, use_07_metric=None, on_bad_box='raise', missing_hint=None):
+        year = None if year is None else str(year)
+        super().__init__(name or f'voc_{year}_{image_set}', VOC_CLASSES if classes is None else classes)
+        if on_bad_box not in BAD_BOX_POLICIES:
+            raise ValueError(f'on_bad_box must be one of {BAD_BOX_POLICIES}, got {on_bad_box!r}')
+        self._year = year
+        self._image_set = image_set
+        self._devkit_path = devkit_path or osp.join(cfg.DATA_DIR, f'VOCdevkit{year}')
+        self._data_path = osp.join(self._devkit_path, dataset_dir or f'VOC{year}')
+        self._on_bad_box = on_bad_box
+        self._class_to_ind = {c: i for i, c in enumerate(self.classes)}
+        self._annotations = None
+        if use_07_metric is None:
+            use_07_metric = year is None or not year.isdigit() or int(year) < 2010
+        self.config['use_07_metric'] = bool(use_07_metric)
+        imageset_file = osp.join(self._data_path, 'ImageSets', 'Main', f'{image_set}.txt')
+        if not osp.isfile(imageset_file):
+            hint = missing_hint or voc_missing_hint(year, self._devkit_path)
+            raise DatasetNotFoundError(f'{self.name}: image set file not found: {imageset_file}\n{hint}')
+        with open(imageset_file, encoding='utf-8') as f:
+            self._image_index = [line.strip() for line in f if line.strip()]
+        if max_images is not None:
+            self._image_index = self._image_index[:max_images]
+
+    @property
+    def data_path(self):
+        """``<devkit_path>/<dataset_dir>``."""
+        return self._data_path
+
+    def image_path_at(self, i):
+        return self.image_path_from_index(self._image_index[i])
+
+    def image_path_from_index(self, index):
+        """Path of the JPEG of image id ``index``; raises naming the path when it does not exist."""
+        path = osp.join(self._data_path, 'JPEGImages', f'{index}.jpg')
+        if not osp.isfile(path):
+            raise DatasetNotFoundError(f'{self.name}: image not found: {path}')
+        return path
+
+    def annotation_path(self, index):
+        """Path of the annotation XML of image id ``index``."""
+        return osp.join(self._data_path, 'Annotations', f'{index}.xml')
+
+    def image_size_at(self, i):
+        """``(width, height)`` of image ``i`` from its annotation."""
+        ann = self.annotations()
+        return int(ann['widths'][i]), int(ann['heights'][i])
+
+    def annotations(self):
+        """All objects (difficult ones included) of the image set, from the cache when valid (first loaded
+        by ``gt_roidb``, hence always before flipped images are appended).
+
+        Returns ``{'widths', 'heights'} (num_images int32), 'boxes' (M x 4 float32, 0-based), 'gt_classes'
+        (M int32), 'difficult' (M bool), 'offsets' (num_images + 1 int64)}``; image i owns rows
+        ``offsets[i]:offsets[i+1]``.
+        """
+        if self._annotations is None:
+            self._annotations = self._load_annotations(self._image_index)
+        return self._annotations
+
+    def _load_annotations(self, ids):
+        """Parse (or read from the cache) the annotations of ``ids``; see ``annotations``."""
+        paths = [self.annotation_path(index) for index in ids]
+        key = self._cache_key(ids, paths)
+        cache_file = osp.join(self.cache_path, f'{self.name}_gt_annotations.npz')
+        if osp.isfile(cache_file):
+            with np.load(cache_file, allow_pickle=False) as data:
+                if str(data['key']) == key:
+                    return {k: data[k] for k in data.files if k != 'key'}
+        parsed = [parse_annotation(path, self._class_to_ind, self._on_bad_box) for path in paths]
+        offsets = np.zeros(len(parsed) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([p['boxes'].shape[0] for p in parsed])
+        ann = {
+            'widths': np.array([p['width'] for p in parsed], dtype=np.int32),
+            'heights': np.array([p['height'] for p in parsed], dtype=np.int32),
+            'boxes': np.concatenate([p['boxes'] for p in parsed] or [np.zeros((0, 4), np.float32)]),
+            'gt_classes': np.concatenate([p['gt_classes'] for p in parsed] or [np.zeros(0, np.int32)]),
+            'difficult': np.concatenate([p['difficult'] for p in parsed] or [np.zeros(0, bool)]),
+            'offsets': offsets,
+        }
+        tmp = cache_file + '.tmp'
+        with open(tmp, 'wb') as f:
+            np.savez(f, key=np.array(key), **ann)
+        os.replace(tmp, cache_file)
+        return ann
+
+    def _cache_key(self, ids, paths):
+        """SHA-256 over the cache version, classes, bad-box policy, ids and every annotation file's bytes."""
+        digest = hashlib.sha256(json.dumps([_CACHE_VERSION, self.classes, self._on_bad_box]).encode())
+        for index, path in zip(ids, paths):
+            try:
+                with open(path, 'rb') as f:
+                    content = f.read()
+            except FileNotFoundError:
+                raise DatasetNotFoundError(f'{self.name}: annotation file not found: {path}') from None
+            digest.update(index.encode() + b'\0' + content + b'\0')
+        return digest.hexdigest()
+
+    def gt_roidb(self):
+        """Ground-truth roidb; difficult objects are left out unless ``cfg.TRAIN.USE_DIFFICULT``."""
+        ann = self.annotations()
+        roidb = []
+        for i in range(len(ann['widths'])):
+            rows = slice(ann['offsets'][i], ann['offsets'][i + 1])
+            keep = np.ones(rows.stop - rows.start, dtype=bool) if cfg.TRAIN.USE_DIFFICULT \
+                else ~ann['difficult'][rows]
+            boxes = ann['boxes'][rows][keep]
+            gt_classes = ann['gt_classes'][rows][keep]
+            overlaps = np.zeros((boxes.shape[0], self.num_classes), dtype=np.float32)
+            overlaps[np.arange(boxes.shape[0]), gt_classes] = 1.0
+            roidb.append({
+                'image': self.image_path_at(i),
+                'width': int(ann['widths'][i]),
+                'height': int(ann['heights'][i]),
+                'boxes': boxes.copy(),
+                'gt_classes': gt_classes.copy(),
+                'gt_overlaps': overlaps,
+                'flipped': False,
+                'seg_areas': ((boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)).astype(np.float32),
+            })
+        return roidb
+
+    def evaluate_detections(self, all_boxes, output_dir):
+        """Write comp4 result files, run ``voc_eval`` per class, save a JSON summary, print the AP table.
+
+        ``all_boxes[class][image]``: N x 5 ``[x1, y1, x2, y2, score]`` (0-based) for every class index
+        (index 0, background, is ignored) and every image of ``image_index``. Writes to ``output_dir``:
+        ``<name>_image_ids.txt``, ``comp4_det_<image_set>_<class>.txt`` (1-based like the devkit),
+        ``<class>_pr.npz`` (rec, prec, ap) and ``<name>_eval.json`` (per-class AP and mAP). Returns mAP
+        (classes without gt count with AP 0).
+        """
+        if self._flipped_appended:
+            raise RuntimeError(f'{self.name}: cannot evaluate an imdb with flipped images appended')
+        _check_all_boxes(all_boxes, self.num_classes, self.num_images)
+        os.makedirs(output_dir, exist_ok=True)
+        use_07_metric = bool(self.config['use_07_metric'])
+        ids_file = osp.join(output_dir, f'{self.name}_image_ids.txt')
+        with open(ids_file, 'w', encoding='utf-8') as f:
+            f.writelines(f'{index}\n' for index in self._image_index)
+        annopath = osp.join(self._data_path, 'Annotations', '{}.xml')
+        aps = {}
+        for cls_ind, cls in enumerate(self.classes):
+            if cls_ind == 0:
+                continue
+            detfile = osp.join(output_dir, f'comp4_det_{self._image_set}_{cls}.txt')
+            write_comp4_file(detfile, self._image_index, all_boxes[cls_ind])
+            rec, prec, ap = voc_eval(detfile, annopath, ids_file, cls, osp.join(self.cache_path, 'voc_eval'),
+                                     ovthresh=VOC_IOU_THRESH, use_07_metric=use_07_metric)
+            np.savez(osp.join(output_dir, f'{cls}_pr.npz'), rec=rec, prec=prec, ap=np.float64(ap))
+            aps[cls] = ap
+        mean_ap = float(np.mean(list(aps.values())))
+        metric = 'VOC07 11-point' if use_07_metric else 'VOC2010+ area'
+        with open(osp.join(output_dir, f'{self.name}_eval.json'), 'w', encoding='utf-8') as f:
+            json.dump({'imdb': self.name, 'metric': metric, 'iou_thresh': VOC_IOU_THRESH,
+                       'num_images': self.num_images, 'ap': aps, 'mAP': mean_ap}, f, indent=2)
+        print(format_ap_table(self.name, metric, aps, mean_ap))
+        return mean_ap
+
+
+def _check_all_boxes(all_boxes, num_classes, num_images):
+    """Raise ``ValueError`` unless ``all_boxes`` is num_classes lists of num_images N x 5 arrays (or empty)."""
+    if len(all_boxes) != num_classes:
+        raise ValueError(f'all_boxes has {len(all_boxes)} classes, expected {num_classes}')
+    for cls_ind in range(1, num_classes):
+        if len(all_boxes[cls_ind]) != num_images:
+            raise ValueError(f'all_boxes[{cls_ind}] has {len(all_boxes[cls_ind])} images, expected {num_images}')
+        for i, dets in enumerate(all_boxes[cls_ind]):
+            shape = np.shape(dets)
+            if np.size(dets) > 0 and (len(shape) != 2 or shape[1] != 5):
+                raise ValueError(f'all_boxes[{cls_ind}][{i}] must be N x 5 [x1, y1, x2, y2, score], '
+                                 f'got shape {shape}')
+
+
+def write_comp4_file(path, image_index, class_dets):
+    """Write one class's detections: ``<id> <score %.3f> <x1> <y1> <x2> <y2>`` (1-based, %.1f), as the
+    released code did; ``class_dets[i]`` is N x 5 (0-based boxes + score) for ``image_index[i]``."""
+    with open(path, 'w', encoding='utf-8') as f:
+        for index, dets in zip(image_index, class_dets):
+            for x1, y1, x2, y2, score in np.asarray(dets, dtype=np.float64).reshape(-1, 5):
+                f.write(f'{index} {score:.3f} {x1 + 1:.1f} {y1 + 1:.1f} {x2 + 1:.1f} {y2 + 1:.1f}\n')
+
+
+def format_ap_table(name, metric, aps, mean_ap):
+    """The per-class AP table printed after evaluation (``aps``: class name -> AP)."""
+    width = max([len(c) for c in aps] + [len('mAP')])
+    lines = [f'AP for {name} ({metric} metric, IoU > {VOC_IOU_THRESH}):']
+    lines += [f'  {cls:<{width}}  {ap:.4f}' for cls, ap in aps.items()]
+    lines.append(f'  {"mAP":<{width}}  {mean_ap:.4f}')
+    return '\n'.join(lines)
