@@ -43,7 +43,7 @@ cdef Py_ssize_t _greedy_suppress(const float[:, ::1] ranked, float thresh,
     cdef float[::1] areas = areas_arr
     cdef unsigned char[::1] suppressed = suppressed_arr
     cdef Py_ssize_t i, j, num_kept = 0
-    cdef float w, h, inter, iou
+    cdef float ix1, iy1, ix2, iy2, iarea, w, h, inter
     # All arithmetic stays float32 (note the <float>1: a double 1.0 would round twice), in the
     # same operation order as box_iou() in nms_kernel.cu, so CPU and GPU agree bit for bit.
     with nogil:
@@ -54,17 +54,18 @@ cdef Py_ssize_t _greedy_suppress(const float[:, ::1] ranked, float thresh,
                 continue
             keep_ranks[num_kept] = i
             num_kept += 1
+            ix1 = x1[i]
+            iy1 = y1[i]
+            ix2 = x2[i]
+            iy2 = y2[i]
+            iarea = areas[i]
+            # Branch-free so the compiler vectorises it; re-testing already suppressed boxes
+            # is cheaper than skipping them and cannot change the result (flags only get set).
             for j in range(i + 1, n):
-                if suppressed[j]:
-                    continue
-                w = min(x2[i], x2[j]) - max(x1[i], x1[j]) + <float>1
-                if w < 0:
-                    w = 0
-                h = min(y2[i], y2[j]) - max(y1[i], y1[j]) + <float>1
-                if h < 0:
-                    h = 0
+                w = min(ix2, x2[j]) - max(ix1, x1[j]) + <float>1
+                w = max(w, <float>0)
+                h = min(iy2, y2[j]) - max(iy1, y1[j]) + <float>1
+                h = max(h, <float>0)
                 inter = w * h
-                iou = inter / (areas[i] + areas[j] - inter)
-                if iou > thresh:
-                    suppressed[j] = 1
+                suppressed[j] |= inter / (iarea + areas[j] - inter) > thresh
     return num_kept
