@@ -1,0 +1,1 @@
+"""Training data for Caffe: roidb preparation, minibatch sampling and the ``RoIDataLayer``."""

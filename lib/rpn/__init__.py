@@ -1,0 +1,1 @@
+"""Region Proposal Network: anchors, anchor targets, proposals and proposal targets (Caffe Python layers)."""
