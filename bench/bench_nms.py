@@ -8,8 +8,9 @@ and OpenCV's ``cv2.dnn.NMSBoxes``. OpenCV takes ``(x, y, w, h)`` rectangles whos
 our pixel-inclusive IoU exactly in real arithmetic; it evaluates it in its own precision
 (``1 − (1 − IoU)`` through double), so kept sets may differ only where an IoU sits at the
 threshold to within rounding. Its rule is the same (keep when IoU ≤ thresh, stable score sort).
-Timings are the median of --repeats runs (OpenCV's conversion to Python lists is timed apart); the kept indices of every method are checked against
-the numpy reference (order included) and a cpu_nms mismatch makes the script exit non-zero.
+Timings are the median of --repeats runs (OpenCV's conversion to Python lists is timed apart);
+the kept indices of every method are checked against the numpy reference (order included) and a
+cpu_nms mismatch makes the script exit non-zero.
 """
 
 import argparse
