@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Generate the embedded synthetic detection dataset in the PASCAL VOC layout.
+
+Writes ``<out>/JPEGImages/<id>.jpg``, ``<out>/Annotations/<id>.xml`` (1-based VOC coordinates) and
+``<out>/ImageSets/Main/{trainval,test}.txt``; default ``<out>`` is ``<cfg.DATA_DIR>/SYNTHdevkit/SYNTH``.
+Images 1..N_trainval form trainval, the next N_test form test (disjoint by construction). Image k is drawn
+from its own generator seeded with (seed, k), so the output depends only on the seed and the counts.
+A stamp file (generator version, seed, counts) makes a rerun with the same arguments a no-op.
+See synth_shapes.py for the scene and annotation rules, and data/README.md.
+
+Usage: make_synth_dataset.py [--seed S] [--num-trainval N] [--num-test M] [--out DIR] [--force]
+"""
+
+import argparse
+import json
+import os
+import os.path as osp
+import shutil
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..', 'lib'))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+
+from datasets.synth import SYNTH_CLASSES, SYNTH_DATASET_DIRNAME, synth_dataset_path  # noqa: E402
+from synth_shapes import SHAPES, render_scene  # noqa: E402
+
+# Bump whenever the output for a given seed changes (drawing, annotation rule, file format).
+GENERATOR_VERSION = 1
+DEFAULT_SEED = 20151207
+DEFAULT_NUM_TRAINVAL = 600
+DEFAULT_NUM_TEST = 300
+JPEG_QUALITY = 92
+STAMP_FILE = 'synth_stamp.json'
+STATS_FILE = 'synth_stats.json'
+
+if SHAPES != SYNTH_CLASSES[1:]:
+    raise RuntimeError(f'synth_shapes.SHAPES {SHAPES} must equal datasets.synth.SYNTH_CLASSES[1:]')
+
+
+def image_id(k):
+    """Id of image ``k`` (1-based): six digits, like VOC2007."""
+    return f'{k:06d}'
+
+
+def annotation_xml(index, width, height, objects):
+    """VOC annotation XML text for one image; ``objects`` boxes are 0-based and written 1-based."""
+    root = ET.Element('annotation')
+    ET.SubElement(root, 'folder').text = SYNTH_DATASET_DIRNAME
+    ET.SubElement(root, 'filename').text = f'{index}.jpg'
+    ET.SubElement(ET.SubElement(root, 'source'), 'database').text = 'SYNTH shapes'
+    size = ET.SubElement(root, 'size')
+    for tag, value in (('width', width), ('height', height), ('depth', 3)):
+        ET.SubElement(size, tag).text = str(value)
+    ET.SubElement(root, 'segmented').text = '0'
+    for obj in objects:
+        node = ET.SubElement(root, 'object')
+        ET.SubElement(node, 'name').text = obj['name']
+        ET.SubElement(node, 'pose').text = 'Unspecified'
+        ET.SubElement(node, 'truncated').text = '0'
+        ET.SubElement(node, 'difficult').text = str(int(obj['difficult']))
+        bndbox = ET.SubElement(node, 'bndbox')
+        for tag, value in zip(('xmin', 'ymin', 'xmax', 'ymax'), obj['box']):
+            ET.SubElement(bndbox, tag).text = str(value + 1)
+    ET.indent(root)
+    return ET.tostring(root, encoding='unicode') + '\n'
+
+
+def new_stats():
+    """Empty statistics accumulator (see ``add_to_stats``)."""
+    return {'images': 0, 'images_without_objects': 0, 'objects': {s: 0 for s in SHAPES},
+            'difficult': {s: 0 for s in SHAPES}, 'dropped_occluded': 0,
+            'image_width': [None, None], 'image_height': [None, None],
+            'box_side': [None, None], 'box_aspect_w_over_h': [None, None], 'objects_per_image_max': 0}
+
+
+def _widen(interval, value):
+    """Extend ``[lo, hi]`` (None when empty) to include ``value``."""
+    interval[0] = value if interval[0] is None else min(interval[0], value)
+    interval[1] = value if interval[1] is None else max(interval[1], value)
+
+
+def add_to_stats(stats, width, height, objects, dropped):
+    """Accumulate one image into ``stats``."""
+    stats['images'] += 1
+    stats['images_without_objects'] += int(not objects)
+    stats['dropped_occluded'] += dropped
+    stats['objects_per_image_max'] = max(stats['objects_per_image_max'], len(objects))
+    _widen(stats['image_width'], width)
+    _widen(stats['image_height'], height)
+    for obj in objects:
+        stats['objects'][obj['name']] += 1
+        stats['difficult'][obj['name']] += int(obj['difficult'])
+        w = obj['box'][2] - obj['box'][0] + 1
+        h = obj['box'][3] - obj['box'][1] + 1
+        _widen(stats['box_side'], min(w, h))
+        _widen(stats['box_side'], max(w, h))
+        _widen(stats['box_aspect_w_over_h'], round(w / h, 3))
+
+
+def write_image(out_dir, k, seed):
+    """Render image ``k`` with seed (seed, k) and write its JPEG and XML. Returns (width, height, objects,
+    dropped)."""
+    rng = np.random.default_rng([seed, k])
+    im, objects, dropped = render_scene(rng)
+    index = image_id(k)
+    ok, jpeg = cv2.imencode('.jpg', im, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise RuntimeError(f'JPEG encoding failed for image {index}')
+    with open(osp.join(out_dir, 'JPEGImages', f'{index}.jpg'), 'wb') as f:
+        f.write(jpeg.tobytes())
+    with open(osp.join(out_dir, 'Annotations', f'{index}.xml'), 'w', encoding='utf-8') as f:
+        f.write(annotation_xml(index, im.shape[1], im.shape[0], objects))
+    return im.shape[1], im.shape[0], objects, dropped
+
+
+def read_stamp(out_dir):
+    """The stamp dict of a previous run in ``out_dir``, or None."""
+    path = osp.join(out_dir, STAMP_FILE)
+    if not osp.isfile(path):
+        return None
+    with open(path, encoding='utf-8') as f:
+        return json.load(f)
+
+
+def generate(out_dir, seed=DEFAULT_SEED, num_trainval=DEFAULT_NUM_TRAINVAL, num_test=DEFAULT_NUM_TEST,
+             force=False):
+    """Write the dataset to ``out_dir`` unless an up-to-date stamp is there.
+
+    Returns ``(stats, generated)``: per-split statistics (read back from the previous run when skipped) and
+    whether anything was written.
+    """
+    stamp = {'generator_version': GENERATOR_VERSION, 'seed': seed, 'num_trainval': num_trainval,
+             'num_test': num_test}
+    if not force and read_stamp(out_dir) == stamp and osp.isfile(osp.join(out_dir, STATS_FILE)):
+        with open(osp.join(out_dir, STATS_FILE), encoding='utf-8') as f:
+            return json.load(f), False
+    if read_stamp(out_dir) is not None:
+        # our own earlier output (it has a stamp): start clean so no stale files remain
+        for sub in ('JPEGImages', 'Annotations', 'ImageSets'):
+            shutil.rmtree(osp.join(out_dir, sub), ignore_errors=True)
+        os.remove(osp.join(out_dir, STAMP_FILE))
+    for sub in ('JPEGImages', 'Annotations', osp.join('ImageSets', 'Main')):
+        os.makedirs(osp.join(out_dir, sub), exist_ok=True)
+
+    splits = {'trainval': range(1, num_trainval + 1),
+              'test': range(num_trainval + 1, num_trainval + num_test + 1)}
+    stats = {}
+    start = time.perf_counter()
+    for split, numbers in splits.items():
+        stats[split] = new_stats()
+        for k in numbers:
+            add_to_stats(stats[split], *write_image(out_dir, k, seed))
+        with open(osp.join(out_dir, 'ImageSets', 'Main', f'{split}.txt'), 'w', encoding='utf-8') as f:
+            f.writelines(f'{image_id(k)}\n' for k in numbers)
+    stats['seconds'] = round(time.perf_counter() - start, 2)
+    with open(osp.join(out_dir, STATS_FILE), 'w', encoding='utf-8') as f:
+        json.dump(stats, f, indent=2)
+    with open(osp.join(out_dir, STAMP_FILE), 'w', encoding='utf-8') as f:
+        json.dump(stamp, f, indent=2)  # written last: a partial run is never taken as up to date
+    return stats, True
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--seed', type=int, default=DEFAULT_SEED)
+    parser.add_argument('--num-trainval', type=int, default=DEFAULT_NUM_TRAINVAL)
+    parser.add_argument('--num-test', type=int, default=DEFAULT_NUM_TEST)
+    parser.add_argument('--out', default=None, help='output directory (default: <DATA_DIR>/SYNTHdevkit/SYNTH)')
+    parser.add_argument('--force', action='store_true', help='regenerate even when the stamp is up to date')
+    args = parser.parse_args(argv)
+    if args.num_trainval < 1 or args.num_test < 1:
+        parser.error('--num-trainval and --num-test must be positive')
+    out_dir = args.out or synth_dataset_path()
+    stats, generated = generate(out_dir, args.seed, args.num_trainval, args.num_test, args.force)
+    state = f'generated in {stats["seconds"]} s' if generated else 'up to date (stamp matches; --force regenerates)'
+    print(f'synthetic dataset {out_dir}: {state}')
+    for split in ('trainval', 'test'):
+        print(f'{split}: {json.dumps(stats[split])}')
+
+
+if __name__ == '__main__':
+    main()
