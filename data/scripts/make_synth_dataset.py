@@ -18,7 +18,6 @@ import os.path as osp
 import shutil
 import sys
 import time
-import xml.etree.ElementTree as ET
 
 import cv2
 import numpy as np
@@ -26,11 +25,12 @@ import numpy as np
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..', 'lib'))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
+from datasets.pascal_voc import annotation_xml  # noqa: E402
 from datasets.synth import SYNTH_CLASSES, SYNTH_DATASET_DIRNAME, synth_dataset_path  # noqa: E402
 from synth_shapes import SHAPES, render_scene  # noqa: E402
 
 # Bump whenever the output for a given seed changes (drawing, annotation rule, file format).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DEFAULT_SEED = 20151207
 DEFAULT_NUM_TRAINVAL = 600
 DEFAULT_NUM_TEST = 300
@@ -45,29 +45,6 @@ if SHAPES != SYNTH_CLASSES[1:]:
 def image_id(k):
     """Id of image ``k`` (1-based): six digits, like VOC2007."""
     return f'{k:06d}'
-
-
-def annotation_xml(index, width, height, objects):
-    """VOC annotation XML text for one image; ``objects`` boxes are 0-based and written 1-based."""
-    root = ET.Element('annotation')
-    ET.SubElement(root, 'folder').text = SYNTH_DATASET_DIRNAME
-    ET.SubElement(root, 'filename').text = f'{index}.jpg'
-    ET.SubElement(ET.SubElement(root, 'source'), 'database').text = 'SYNTH shapes'
-    size = ET.SubElement(root, 'size')
-    for tag, value in (('width', width), ('height', height), ('depth', 3)):
-        ET.SubElement(size, tag).text = str(value)
-    ET.SubElement(root, 'segmented').text = '0'
-    for obj in objects:
-        node = ET.SubElement(root, 'object')
-        ET.SubElement(node, 'name').text = obj['name']
-        ET.SubElement(node, 'pose').text = 'Unspecified'
-        ET.SubElement(node, 'truncated').text = '0'
-        ET.SubElement(node, 'difficult').text = str(int(obj['difficult']))
-        bndbox = ET.SubElement(node, 'bndbox')
-        for tag, value in zip(('xmin', 'ymin', 'xmax', 'ymax'), obj['box']):
-            ET.SubElement(bndbox, tag).text = str(value + 1)
-    ET.indent(root)
-    return ET.tostring(root, encoding='unicode') + '\n'
 
 
 def new_stats():
@@ -114,7 +91,7 @@ def write_image(out_dir, k, seed):
     with open(osp.join(out_dir, 'JPEGImages', f'{index}.jpg'), 'wb') as f:
         f.write(jpeg.tobytes())
     with open(osp.join(out_dir, 'Annotations', f'{index}.xml'), 'w', encoding='utf-8') as f:
-        f.write(annotation_xml(index, im.shape[1], im.shape[0], objects))
+        f.write(annotation_xml(f'{index}.jpg', im.shape[1], im.shape[0], objects, SYNTH_DATASET_DIRNAME))
     return im.shape[1], im.shape[0], objects, dropped
 
 

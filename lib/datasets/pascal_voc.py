@@ -58,6 +58,29 @@ def voc_missing_hint(year, devkit_path):
             '(see data/README.md).')
 
 
+def annotation_xml(filename, width, height, objects, folder):
+    """VOC annotation XML text for one image. ``objects``: dicts with ``name``, ``box`` (0-based
+    ``[x1, y1, x2, y2]`` integers; written 1-based as the devkit expects) and ``difficult``."""
+    root = ET.Element('annotation')
+    ET.SubElement(root, 'folder').text = folder
+    ET.SubElement(root, 'filename').text = filename
+    size = ET.SubElement(root, 'size')
+    for tag, value in (('width', width), ('height', height), ('depth', 3)):
+        ET.SubElement(size, tag).text = str(value)
+    ET.SubElement(root, 'segmented').text = '0'
+    for obj in objects:
+        node = ET.SubElement(root, 'object')
+        ET.SubElement(node, 'name').text = obj['name']
+        ET.SubElement(node, 'pose').text = 'Unspecified'
+        ET.SubElement(node, 'truncated').text = '0'
+        ET.SubElement(node, 'difficult').text = str(int(obj['difficult']))
+        bndbox = ET.SubElement(node, 'bndbox')
+        for tag, value in zip(('xmin', 'ymin', 'xmax', 'ymax'), obj['box']):
+            ET.SubElement(bndbox, tag).text = str(int(value) + 1)
+    ET.indent(root)
+    return ET.tostring(root, encoding='unicode') + '\n'
+
+
 def parse_annotation(filename, class_to_ind, on_bad_box='raise'):
     """Read one VOC XML into 0-based arrays.
 

@@ -114,11 +114,9 @@ def voc_ap(rec, prec, use_07_metric=False):
     rec = np.asarray(rec, dtype=np.float64)
     prec = np.asarray(prec, dtype=np.float64)
     if use_07_metric:
-        ap = 0.0
-        for t in np.arange(11) / 10.0:
-            reached = rec >= t
-            ap += (prec[reached].max() if reached.any() else 0.0) / 11.0
-        return float(ap)
+        # summed, then divided once: 11 x (1 / 11) would not add up to exactly 1
+        maxima = [prec[rec >= t].max() if (rec >= t).any() else 0.0 for t in np.arange(11) / 10.0]
+        return float(np.sum(maxima) / 11.0)
     mrec = np.concatenate(([0.0], rec, [1.0]))
     mpre = np.concatenate(([0.0], prec, [0.0]))
     mpre = np.maximum.accumulate(mpre[::-1])[::-1]
