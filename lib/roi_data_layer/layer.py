@@ -72,8 +72,8 @@ class RoIDataLayer(caffe.Layer):
         """Restore a ``get_state()`` dict (after ``set_roidb`` with the same roidb)."""
         perm = np.asarray(state['perm'], dtype=np.int64)
         if self._roidb is None or perm.shape != (len(self._roidb),):
-            raise ValueError('RoIDataLayer.set_state: call set_roidb first, with the roidb the state was saved '
-                             f'for ({perm.shape[0]} images)')
+            raise ValueError('RoIDataLayer.set_state: call set_roidb first, with the roidb the state was '
+                             f'saved for ({perm.shape[0]} images)')
         self._perm = perm
         self._cur = int(state['cursor'])
         np.random.set_state(('MT19937', np.asarray(state['rng_keys'], dtype=np.uint32),

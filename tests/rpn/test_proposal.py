@@ -80,7 +80,8 @@ def test_proposal_invariants():
                                            thresh)
     assert boxes.shape == (post_n, 4) and out_scores.shape == (post_n,)
     assert boxes.dtype == np.float32 and out_scores.dtype == np.float32
-    assert np.all(boxes[:, [0, 1]] >= 0) and np.all(boxes[:, 2] <= im_w - 1) and np.all(boxes[:, 3] <= im_h - 1)
+    assert np.all(boxes[:, [0, 1]] >= 0)
+    assert np.all(boxes[:, 2] <= im_w - 1) and np.all(boxes[:, 3] <= im_h - 1)
     assert np.all(boxes[:, 2] - boxes[:, 0] + 1 >= min_size)
     assert np.all(boxes[:, 3] - boxes[:, 1] + 1 >= min_size)
     assert np.all(np.diff(out_scores) <= 0)
