@@ -38,7 +38,7 @@ BAD_BOX_POLICIES = ('raise', 'clip', 'skip')
 VOC_IOU_THRESH = 0.5
 
 # Bumped whenever the annotation cache layout changes, so old caches are rebuilt.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -190,7 +190,7 @@ class pascal_voc(imdb):
         self._devkit_path = devkit_path or osp.join(cfg.DATA_DIR, f'VOCdevkit{year}')
         self._data_path = osp.join(self._devkit_path, dataset_dir or f'VOC{year}')
         self._on_bad_box = on_bad_box
-        self._class_to_ind = {c: i for i, c in enumerate(self.classes)}
+        self._class_to_ind = {c: i for i, c in enumerate(self.classes) if i > 0}  # objects are never background
         self._annotations = None
         if use_07_metric is None:
             use_07_metric = year is None or not year.isdigit() or int(year) < 2010
@@ -248,8 +248,16 @@ class pascal_voc(imdb):
         if osp.isfile(cache_file):
             with np.load(cache_file, allow_pickle=False) as data:
                 if str(data['key']) == key:
-                    return {k: data[k] for k in data.files if k != 'key'}
-        parsed = [parse_annotation(path, self._class_to_ind, self._on_bad_box) for path in paths]
+                    # clipped / skipped objects are reported on every load, not only when parsing
+                    for message in data['warnings']:
+                        warnings.warn(str(message), stacklevel=3)
+                    return {k: data[k] for k in data.files if k not in ('key', 'warnings')}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            parsed = [parse_annotation(path, self._class_to_ind, self._on_bad_box) for path in paths]
+        messages = [str(w.message) for w in caught]
+        for message in messages:
+            warnings.warn(message, stacklevel=3)
         offsets = np.zeros(len(parsed) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([p['boxes'].shape[0] for p in parsed])
         ann = {
@@ -262,7 +270,7 @@ class pascal_voc(imdb):
         }
         tmp = cache_file + '.tmp'
         with open(tmp, 'wb') as f:
-            np.savez(f, key=np.array(key), **ann)
+            np.savez(f, key=np.array(key), warnings=np.array(messages, dtype=str), **ann)
         os.replace(tmp, cache_file)
         return ann
 
