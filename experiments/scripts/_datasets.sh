@@ -1,0 +1,83 @@
+# Shared by the experiment scripts (sourced): dataset presets, device flag, initial model, logging.
+# Expects GPU_ID, NET, DATASET and METHOD (faster_rcnn_alt_opt | faster_rcnn_end2end); sets TRAIN_IMDB,
+# TEST_IMDB, MODELS_DIR, CFG_ARGS, DEVICE_ARGS, WEIGHTS, ITERS, PY and LOG. Commands run through `timed`
+# and messages through `say` are teed to LOG (each command's tee ends with it, so LOG is complete after it).
+
+ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT_DIR"
+PY="$ROOT_DIR/.venv/bin/python"
+export GLOG_minloglevel=${GLOG_minloglevel:-2}
+
+CFG_ARGS=(--cfg "experiments/cfgs/${METHOD}.yml")
+MODELS_DIR=models/pascal_voc
+WEIGHTS="data/imagenet_models/${NET}.v2.caffemodel"
+PRESET_ITERS=""
+case "$DATASET" in
+  pascal_voc)
+    TRAIN_IMDB=voc_2007_trainval
+    TEST_IMDB=voc_2007_test
+    ;;
+  pascal_voc_0712)
+    TRAIN_IMDB=voc_2007_trainval+voc_2012_trainval
+    TEST_IMDB=voc_2007_test
+    ;;
+  synth|synth_mini)
+    TRAIN_IMDB=${DATASET}_trainval
+    TEST_IMDB=${DATASET}_test
+    CFG_ARGS+=(--cfg experiments/cfgs/synth.yml)
+    MODELS_DIR=models/synth
+    # No ImageNet model exists for the embedded nets: a seeded random initialisation stands in for it.
+    WEIGHTS="output/init/${NET}.caffemodel"
+    if [ "$DATASET" = synth_mini ]; then
+      # Smoke test: a few iterations per stage.
+      if [ "$METHOD" = faster_rcnn_alt_opt ]; then PRESET_ITERS="20 20 20 20"; else PRESET_ITERS="40"; fi
+    fi
+    ;;
+  *)
+    echo "unknown DATASET $DATASET (pascal_voc | pascal_voc_0712 | synth | synth_mini)" >&2
+    exit 1
+    ;;
+esac
+ITERS=${ITERS:-$PRESET_ITERS}
+
+if [ "$GPU_ID" = cpu ] || [ "$GPU_ID" = -1 ]; then
+  DEVICE_ARGS=(--cpu)
+else
+  DEVICE_ARGS=(--gpu "$GPU_ID")
+fi
+
+mkdir -p experiments/logs
+LOG="experiments/logs/${METHOD}_${NET}_${DATASET}.txt.$(date +'%Y-%m-%d_%H-%M-%S')"
+
+# Prints a message and appends it to LOG.
+say() {
+  echo "$*" | tee -a "$LOG"
+}
+say "Logging output to $LOG"
+
+if [ ! -x "$PY" ]; then
+  echo "error: $PY not found: run make first" >&2
+  exit 1
+fi
+
+# Writes the seeded initial model of an embedded net when it is missing.
+ensure_init_model() {
+  if [[ "$WEIGHTS" == output/init/* ]] && [ ! -f "$WEIGHTS" ]; then
+    "$PY" tools/make_init_model.py --def "${MODELS_DIR}/${NET}/${METHOD}/$1" --out "$WEIGHTS" 2>&1 | tee -a "$LOG"
+  fi
+}
+
+# Seconds since $1 (a `date +%s%N` value), with one decimal.
+elapsed() {
+  local ms=$(( ($(date +%s%N) - $1) / 1000000 ))
+  printf '%d.%d' $((ms / 1000)) $((ms % 1000 / 100))
+}
+
+# Runs a command (output teed to LOG) and prints its wall time.
+timed() {
+  local label=$1 start
+  shift
+  start=$(date +%s%N)
+  "$@" 2>&1 | tee -a "$LOG"
+  say "Wall time of $label: $(elapsed "$start") s"
+}

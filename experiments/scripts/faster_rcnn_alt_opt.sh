@@ -1,0 +1,41 @@
+#!/bin/bash
+# Faster R-CNN, 4-step alternating optimisation: train, then test the final model.
+#
+# Usage: ./experiments/scripts/faster_rcnn_alt_opt.sh GPU_ID NET DATASET [--set KEY VALUE ...]
+#   GPU_ID   a GPU id, or cpu
+#   NET      ZF | VGG16 (PASCAL VOC) or TINY (the embedded synth dataset)
+#   DATASET  pascal_voc | pascal_voc_0712 | synth | synth_mini
+#   ITERS="n1 n2 n3 n4" (environment) overrides the iterations of the four stages.
+# Example: ./experiments/scripts/faster_rcnn_alt_opt.sh cpu TINY synth
+
+set -e
+set -o pipefail
+if [ $# -lt 3 ]; then
+  sed -n '2,9p' "$0"
+  exit 1
+fi
+GPU_ID=$1
+NET=$2
+DATASET=$3
+shift 3
+EXTRA_ARGS=("$@")
+METHOD=faster_rcnn_alt_opt
+source "$(dirname "${BASH_SOURCE[0]}")/_datasets.sh"
+
+ensure_init_model faster_rcnn_test.pt
+ITER_ARGS=()
+if [ -n "$ITERS" ]; then
+  read -r -a ITER_ARRAY <<< "$ITERS"
+  ITER_ARGS=(--iters "${ITER_ARRAY[@]}")
+fi
+
+START=$(date +%s%N)
+timed "training (all stages)" "$PY" tools/train_faster_rcnn_alt_opt.py "${DEVICE_ARGS[@]}" \
+  --net_name "$NET" --weights "$WEIGHTS" --imdb "$TRAIN_IMDB" "${ITER_ARGS[@]}" "${CFG_ARGS[@]}" \
+  "${EXTRA_ARGS[@]}"
+
+NET_FINAL=$(grep "^Final model:" "$LOG" | tail -n 1 | awk '{print $3}')
+timed "test_net" "$PY" tools/test_net.py "${DEVICE_ARGS[@]}" \
+  --def "${MODELS_DIR}/${NET}/${METHOD}/faster_rcnn_test.pt" \
+  --net "$NET_FINAL" --imdb "$TEST_IMDB" "${CFG_ARGS[@]}" "${EXTRA_ARGS[@]}"
+say "Total wall time: $(elapsed "$START") s"

@@ -1,0 +1,44 @@
+#!/bin/bash
+# Faster R-CNN, approximate joint (end-to-end) training: train, then test the final model.
+#
+# Usage: ./experiments/scripts/faster_rcnn_end2end.sh GPU_ID NET DATASET [--set KEY VALUE ...]
+#   GPU_ID   a GPU id, or cpu
+#   NET      ZF | VGG16 (PASCAL VOC) or TINY (the embedded synth dataset)
+#   DATASET  pascal_voc | pascal_voc_0712 | synth | synth_mini
+#   ITERS=n (environment) overrides the iteration count (default: the solver's max_iter, else 70000).
+# Example: ./experiments/scripts/faster_rcnn_end2end.sh cpu TINY synth
+
+set -e
+set -o pipefail
+if [ $# -lt 3 ]; then
+  sed -n '2,9p' "$0"
+  exit 1
+fi
+GPU_ID=$1
+NET=$2
+DATASET=$3
+shift 3
+EXTRA_ARGS=("$@")
+METHOD=faster_rcnn_end2end
+# Released end-to-end length when the solver names none.
+RELEASED_ITERS=70000
+source "$(dirname "${BASH_SOURCE[0]}")/_datasets.sh"
+
+ensure_init_model test.prototxt
+ITER_ARGS=()
+if [ -n "$ITERS" ]; then
+  ITER_ARGS=(--iters "$ITERS")
+elif ! grep -q '^max_iter' "${MODELS_DIR}/${NET}/${METHOD}/solver.prototxt"; then
+  ITER_ARGS=(--iters "$RELEASED_ITERS")
+fi
+
+START=$(date +%s%N)
+timed "training" "$PY" tools/train_net.py "${DEVICE_ARGS[@]}" \
+  --solver "${MODELS_DIR}/${NET}/${METHOD}/solver.prototxt" --weights "$WEIGHTS" --imdb "$TRAIN_IMDB" \
+  "${ITER_ARGS[@]}" "${CFG_ARGS[@]}" "${EXTRA_ARGS[@]}"
+
+NET_FINAL=$(grep "^Final model:" "$LOG" | tail -n 1 | awk '{print $3}')
+timed "test_net" "$PY" tools/test_net.py "${DEVICE_ARGS[@]}" \
+  --def "${MODELS_DIR}/${NET}/${METHOD}/test.prototxt" \
+  --net "$NET_FINAL" --imdb "$TEST_IMDB" "${CFG_ARGS[@]}" "${EXTRA_ARGS[@]}"
+say "Total wall time: $(elapsed "$START") s"

@@ -1,0 +1,359 @@
+"""Train a Faster R-CNN / Fast R-CNN / RPN net with Caffe's SGD solver.
+
+Snapshots. Every ``cfg.TRAIN.SNAPSHOT_ITERS`` iterations and at the end two things are written:
+
+* the user-facing model ``<output_dir>/<prefix>[_<infix>]_iter_<N>.caffemodel``. When the net has a
+  ``bbox_pred`` layer trained on normalised targets, its weights are *unnormalised* in this file
+  (W·std, b·std + mean per output) so that test code applies raw deltas;
+* the training state under ``<output_dir>/train_state/``: Caffe's own snapshot (the normalised training
+  weights ``…_iter_<N>.caffemodel`` and ``…_iter_<N>.solverstate``) plus a JSON sidecar
+  ``…_iter_<N>.json`` holding the data layer's state (its image order, cursor and numpy's global RNG,
+  which also drives RoI and anchor sampling), the target means/stds, the loss history and the
+  user-facing model paths so far.
+
+``train_net(..., resume=<solverstate>)`` restores all of it. Caffe's RNG (dropout masks) cannot be saved,
+so it is reseeded with ``cfg.RNG_SEED + N`` right after every snapshot at iteration N, in uninterrupted
+and resumed runs alike; a resumed run therefore repeats the uninterrupted one bit for bit.
+
+A non-finite loss stops training (``TrainingDivergedError`` naming the iteration, in Caffe's 0-based
+numbering, and the last good snapshot); weights are checked to be finite before every snapshot.
+"""
+
+import json
+import os
+import os.path as osp
+import time
+
+import numpy as np
+
+import caffe
+from fast_rcnn.config import cfg
+from fast_rcnn.models import read_solver, write_message
+import roi_data_layer.roidb as rdl_roidb
+
+# The detection head's regression layer; its outputs are the 4K normalised deltas while training.
+BBOX_PRED_LAYER = 'bbox_pred'
+# Caffe snapshots (training weights + solverstate + sidecar) live in this sub-directory of output_dir.
+TRAIN_STATE_DIR = 'train_state'
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Training produced a non-finite loss or weights; the message names the iteration."""
+
+
+def get_training_roidb(imdb):
+    """The training roidb of ``imdb``: flipped copies appended when ``cfg.TRAIN.USE_FLIPPED``, prepared."""
+    if cfg.TRAIN.USE_FLIPPED:
+        print('Appending horizontally-flipped training examples...', flush=True)
+        imdb.append_flipped_images()
+    rdl_roidb.prepare_roidb(imdb)
+    return imdb.roidb
+
+
+def filter_roidb(roidb):
+    """Drop entries with no usable RoI: no foreground (max overlap ≥ FG_THRESH) and no background
+    (max overlap in [BG_THRESH_LO, BG_THRESH_HI)). Returns a new list."""
+    def is_valid(entry):
+        overlaps = entry['max_overlaps']
+        has_fg = np.any(overlaps >= cfg.TRAIN.FG_THRESH)
+        has_bg = np.any((overlaps < cfg.TRAIN.BG_THRESH_HI) & (overlaps >= cfg.TRAIN.BG_THRESH_LO))
+        return has_fg or has_bg
+    filtered = [entry for entry in roidb if is_valid(entry)]
+    print(f'Filtered {len(roidb) - len(filtered)} roidb entries: {len(roidb)} -> {len(filtered)}', flush=True)
+    return filtered
+
+
+def snapshot_name(solver_param, iteration):
+    """Base name ``<prefix>[_<infix>]_iter_<N>`` of a snapshot (prefix: the solver's snapshot_prefix)."""
+    infix = f'_{cfg.TRAIN.SNAPSHOT_INFIX}' if cfg.TRAIN.SNAPSHOT_INFIX else ''
+    return f'{osp.basename(solver_param.snapshot_prefix)}{infix}_iter_{iteration}'
+
+
+def _state_prefix(solver_param, output_dir):
+    """Caffe's snapshot_prefix for the training state of this run (``output_dir/train_state/<prefix>``)."""
+    infix = f'_{cfg.TRAIN.SNAPSHOT_INFIX}' if cfg.TRAIN.SNAPSHOT_INFIX else ''
+    return osp.join(output_dir, TRAIN_STATE_DIR, osp.basename(solver_param.snapshot_prefix) + infix)
+
+
+def _resolve_net_path(path, solver_prototxt):
+    """A solver's ``train_net`` as an absolute path: relative paths are tried against the working
+    directory, the solver's directory and ``cfg.ROOT_DIR`` (the released solvers use repo-relative ones)."""
+    if osp.isabs(path):
+        return path
+    for base in (os.getcwd(), osp.dirname(osp.abspath(solver_prototxt)), cfg.ROOT_DIR):
+        if osp.exists(osp.join(base, path)):
+            return osp.abspath(osp.join(base, path))
+    raise FileNotFoundError(f'{solver_prototxt}: train_net {path!r} not found')
+
+
+def _write_run_solver(solver_prototxt, output_dir):
+    """Copy ``solver_prototxt`` into the training-state directory for this run; return ``(path, param)``.
+
+    The copy has an absolute ``train_net``, Caffe's own periodic snapshots switched off (snapshots are
+    driven from here) and ``snapshot_prefix`` pointing into the training-state directory. ``param`` is
+    the original SolverParameter.
+    """
+    param = read_solver(solver_prototxt)
+    if not param.HasField('train_net'):
+        raise ValueError(f'{solver_prototxt}: the solver needs a train_net entry')
+    run_param = read_solver(solver_prototxt)
+    run_param.train_net = _resolve_net_path(param.train_net, solver_prototxt)
+    run_param.snapshot = 0
+    run_param.snapshot_prefix = _state_prefix(param, output_dir)
+    os.makedirs(osp.dirname(run_param.snapshot_prefix), exist_ok=True)
+    path = run_param.snapshot_prefix + '_solver.prototxt'
+    write_message(run_param, path)
+    return path, param
+
+
+def _format_eta(seconds):
+    """``h:mm:ss`` for a duration in seconds."""
+    seconds = int(round(seconds))
+    return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
+def _to_json(state):
+    """A dict of numpy arrays / scalars (the data layer's state) as JSON-serialisable lists and numbers."""
+    return {key: np.asarray(value).tolist() for key, value in state.items()}
+
+
+def unnormalize_bbox_params(weights, biases, means, stds):
+    """Fold target normalisation into ``bbox_pred``: returns ``(W·std, b·std + mean)``.
+
+    ``weights``: 4K×D, ``biases``: 4K; ``means``/``stds``: K×4 (row k = class k's (dx, dy, dw, dh)), so
+    output 4k + c is scaled by ``stds[k, c]``. The returned layer predicts raw deltas.
+    """
+    stds_flat = np.asarray(stds, dtype=np.float64).ravel()
+    means_flat = np.asarray(means, dtype=np.float64).ravel()
+    return weights * stds_flat[:, np.newaxis], biases * stds_flat + means_flat
+
+
+def _bbox_normalization(roidb, num_outputs):
+    """Means and stds (K×4) of the regression targets this run trains on, or ``(None, None)``.
+
+    End-to-end (``cfg.TRAIN.HAS_RPN``): the precomputed ``cfg.TRAIN.BBOX_NORMALIZE_*`` tiled over the K
+    classes (the proposal-target layer normalises with them). Fast R-CNN: per-class statistics from
+    ``add_bbox_regression_targets``, which also writes the (normalised) targets into the roidb.
+    ``num_outputs``: bbox_pred's output count 4K, or None when the net has no bbox_pred.
+    """
+    if not cfg.TRAIN.BBOX_REG:
+        return None, None
+    if cfg.TRAIN.HAS_RPN:
+        if num_outputs is None or not cfg.TRAIN.BBOX_NORMALIZE_TARGETS:
+            return None, None
+        if not cfg.TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED:
+            raise ValueError('end-to-end training normalises targets with precomputed statistics only: '
+                             'set TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED true')
+        num_classes = num_outputs // 4
+        return (np.tile(np.asarray(cfg.TRAIN.BBOX_NORMALIZE_MEANS, dtype=np.float64), (num_classes, 1)),
+                np.tile(np.asarray(cfg.TRAIN.BBOX_NORMALIZE_STDS, dtype=np.float64), (num_classes, 1)))
+    print('Computing bounding-box regression targets...', flush=True)
+    means, stds = rdl_roidb.add_bbox_regression_targets(roidb)
+    return np.asarray(means, dtype=np.float64), np.asarray(stds, dtype=np.float64)
+
+
+class SolverWrapper:
+    """Caffe's SGDSolver plus the Faster R-CNN snapshot, resume and divergence logic (see module doc)."""
+
+    def __init__(self, solver_prototxt, roidb, output_dir, pretrained_model=None, resume=None):
+        """Build the solver, load ``pretrained_model`` (by layer name) or ``resume`` (a .solverstate
+        written by this class), and hand ``roidb`` to the data layer (the net's first layer)."""
+        self.output_dir = output_dir
+        run_solver, self.solver_param = _write_run_solver(solver_prototxt, output_dir)
+        self.solver = caffe.SGDSolver(run_solver)
+        net = self.solver.net
+        num_outputs = net.params[BBOX_PRED_LAYER][1].data.size if BBOX_PRED_LAYER in net.params else None
+        self.bbox_means, self.bbox_stds = _bbox_normalization(roidb, num_outputs)
+        if self.bbox_means is not None and num_outputs is not None \
+                and self.bbox_means.size != num_outputs:
+            raise ValueError(f'{BBOX_PRED_LAYER} has {num_outputs} outputs but the roidb has '
+                             f'{self.bbox_means.shape[0]} classes (4 deltas each)')
+        self.loss_history = []  # (iteration, total loss, {output: value})
+        self.model_paths = []
+        if pretrained_model is not None and resume is None:
+            print(f'Loading pretrained model weights from {pretrained_model}', flush=True)
+            net.copy_from(pretrained_model)
+        net.layers[0].set_roidb(roidb)
+        if resume is not None:
+            self._restore(resume)
+
+    # ------------------------------------------------------------------ snapshots
+    def _scales_bbox_pred(self):
+        """True when the saved user-facing model needs bbox_pred unnormalised."""
+        return self.bbox_means is not None and BBOX_PRED_LAYER in self.solver.net.params
+
+    def _check_finite_weights(self):
+        """Raise ``TrainingDivergedError`` when any parameter is non-finite."""
+        for name, blobs in self.solver.net.params.items():
+            for blob in blobs:
+                if not np.all(np.isfinite(blob.data)):
+                    raise TrainingDivergedError(
+                        f'non-finite weights in layer {name!r} at iteration {self.solver.iter}; training '
+                        f'stopped, nothing saved. Last good snapshot: {self._last_snapshot()}')
+
+    def _last_snapshot(self):
+        """The latest user-facing model path, or 'none'."""
+        return self.model_paths[-1] if self.model_paths else 'none'
+
+    def snapshot(self):
+        """Write the user-facing model (unnormalised bbox_pred) and the training state; return the path."""
+        self._check_finite_weights()
+        net = self.solver.net
+        iteration = self.solver.iter
+        model_path = osp.join(self.output_dir, snapshot_name(self.solver_param, iteration) + '.caffemodel')
+        if self._scales_bbox_pred():
+            weights = net.params[BBOX_PRED_LAYER][0].data.copy()
+            biases = net.params[BBOX_PRED_LAYER][1].data.copy()
+            scaled_w, scaled_b = unnormalize_bbox_params(weights, biases, self.bbox_means, self.bbox_stds)
+            net.params[BBOX_PRED_LAYER][0].data[...] = scaled_w
+            net.params[BBOX_PRED_LAYER][1].data[...] = scaled_b
+            try:
+                net.save(model_path)
+            finally:
+                # Training goes on with the normalised weights.
+                net.params[BBOX_PRED_LAYER][0].data[...] = weights
+                net.params[BBOX_PRED_LAYER][1].data[...] = biases
+        else:
+            net.save(model_path)
+        print(f'Wrote snapshot to: {model_path}', flush=True)
+        if model_path not in self.model_paths:
+            self.model_paths.append(model_path)
+        self.solver.snapshot()
+        self._write_sidecar(iteration)
+        # Resumed runs reseed identically at this point (see module doc).
+        caffe.set_random_seed(cfg.RNG_SEED + iteration)
+        return model_path
+
+    def _state_path(self, iteration, ext):
+        """Path of a training-state file for ``iteration`` with extension ``ext``."""
+        return f'{_state_prefix(self.solver_param, self.output_dir)}_iter_{iteration}{ext}'
+
+    def _write_sidecar(self, iteration):
+        """Write the JSON sidecar of the training state at ``iteration``."""
+        data_layer = self.solver.net.layers[0]
+        sidecar = {
+            'iteration': iteration,
+            'data_layer_state': _to_json(data_layer.get_state()),
+            'bbox_means': None if self.bbox_means is None else self.bbox_means.tolist(),
+            'bbox_stds': None if self.bbox_stds is None else self.bbox_stds.tolist(),
+            'loss_history': self.loss_history,
+            'model_paths': self.model_paths,
+        }
+        with open(self._state_path(iteration, '.json'), 'w', encoding='utf-8') as f:
+            json.dump(sidecar, f)
+
+    def _restore(self, solverstate):
+        """Restore solver, data layer, RNGs, normalisation and history from a training-state snapshot."""
+        sidecar_path = osp.splitext(solverstate)[0] + '.json'
+        if not osp.exists(sidecar_path):
+            raise FileNotFoundError(f'resume: {sidecar_path} (written with {solverstate}) is missing')
+        print(f'Resuming from {solverstate}', flush=True)
+        self.solver.restore(solverstate)
+        with open(sidecar_path, encoding='utf-8') as f:
+            sidecar = json.load(f)
+        if sidecar['iteration'] != self.solver.iter:
+            raise ValueError(f'{sidecar_path} is for iteration {sidecar["iteration"]}, '
+                             f'{solverstate} for {self.solver.iter}')
+        self.solver.net.layers[0].set_state(sidecar['data_layer_state'])
+        if sidecar['bbox_means'] is not None:
+            self.bbox_means = np.array(sidecar['bbox_means'])
+            self.bbox_stds = np.array(sidecar['bbox_stds'])
+        self.loss_history = [tuple(entry) for entry in sidecar['loss_history']]
+        self.model_paths = list(sidecar['model_paths'])
+        caffe.set_random_seed(cfg.RNG_SEED + self.solver.iter)
+
+    # ------------------------------------------------------------------ training
+    def _losses(self):
+        """``(total, {output: value})`` of the last forward pass: the net's loss outputs, weighted."""
+        net = self.solver.net
+        weights = net.blob_loss_weights
+        values = {name: float(net.blobs[name].data.sum()) for name in net.outputs if weights[name] != 0}
+        return sum(weights[name] * v for name, v in values.items()), values
+
+    def train_model(self, max_iters):
+        """Step the solver up to ``max_iters`` (total, counting resumed iterations); return model paths."""
+        try:
+            return self._train_loop(max_iters)
+        finally:
+            # The loss curve is wanted after a divergence, too.
+            self.plot_losses()
+
+    def _train_loop(self, max_iters):
+        """The body of ``train_model``."""
+        display = max(1, self.solver_param.display or 20)
+        last_snapshot_iter = -1
+        timer_start, timer_iters = time.perf_counter(), 0
+        while self.solver.iter < max_iters:
+            iteration = self.solver.iter
+            self.solver.step(1)
+            total, values = self._losses()
+            if not np.isfinite(total):
+                raise TrainingDivergedError(
+                    f'loss is {total} at iteration {iteration} ({values}); training stopped. '
+                    f'Last good snapshot: {self._last_snapshot()}')
+            self.loss_history.append((iteration, total, values))
+            timer_iters += 1
+            if self.solver.iter % display == 0 or self.solver.iter == max_iters:
+                per_iter = (time.perf_counter() - timer_start) / timer_iters
+                parts = ', '.join(f'{name} {v:.4f}' for name, v in values.items())
+                print(f'Iteration {iteration}, loss = {total:.4f} ({parts}), lr = {self._learning_rate():g}, '
+                      f'{per_iter:.3f}s/iter, ETA {_format_eta(per_iter * (max_iters - self.solver.iter))}',
+                      flush=True)
+            if cfg.TRAIN.SNAPSHOT_ITERS > 0 and self.solver.iter % cfg.TRAIN.SNAPSHOT_ITERS == 0:
+                last_snapshot_iter = self.solver.iter
+                self.snapshot()
+        if last_snapshot_iter != self.solver.iter:
+            self.snapshot()
+        return list(self.model_paths)
+
+    def _learning_rate(self):
+        """The solver's current learning rate (Caffe's ``step``/``multistep``/``fixed`` policies)."""
+        param, it = self.solver_param, self.solver.iter
+        if param.lr_policy == 'step':
+            return param.base_lr * param.gamma ** (it // param.stepsize)
+        if param.lr_policy == 'multistep':
+            return param.base_lr * param.gamma ** sum(1 for s in param.stepvalue if it >= s)
+        if param.lr_policy == 'fixed':
+            return param.base_lr
+        raise ValueError(f'lr_policy {param.lr_policy!r} is not reported by this wrapper')
+
+    def plot_losses(self):
+        """Write ``<output_dir>/<prefix>[_<infix>]_loss.png`` (total and per-output losses vs iteration)."""
+        if not self.loss_history:
+            return None
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        iters = np.array([entry[0] for entry in self.loss_history])
+        fig, ax = plt.subplots(figsize=(8, 5))
+        ax.plot(iters, [entry[1] for entry in self.loss_history], label='total', linewidth=1)
+        for name in self.loss_history[-1][2]:
+            ax.plot(iters, [entry[2].get(name, np.nan) for entry in self.loss_history], label=name,
+                    linewidth=0.8, alpha=0.8)
+        ax.set_xlabel('iteration')
+        ax.set_ylabel('loss')
+        ax.set_yscale('log')
+        ax.legend()
+        ax.grid(True, alpha=0.3)
+        infix = f'_{cfg.TRAIN.SNAPSHOT_INFIX}' if cfg.TRAIN.SNAPSHOT_INFIX else ''
+        path = osp.join(self.output_dir, f'{osp.basename(self.solver_param.snapshot_prefix)}{infix}_loss.png')
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        print(f'Wrote loss curve to {path}', flush=True)
+        return path
+
+
+def train_net(solver_prototxt, roidb, output_dir, pretrained_model=None, max_iters=40000, resume=None):
+    """Train a net; returns the list of saved user-facing model paths (the last one is the final model).
+
+    Seeds numpy and Caffe with ``cfg.RNG_SEED`` before building the solver (so fillers and data order are
+    reproducible). Entries without usable RoIs are filtered out first. ``resume``: a ``.solverstate`` under ``<output_dir>/train_state/`` to continue from.
+    """
+    np.random.seed(cfg.RNG_SEED)
+    caffe.set_random_seed(cfg.RNG_SEED)
+    roidb = filter_roidb(roidb)
+    sw = SolverWrapper(solver_prototxt, roidb, output_dir, pretrained_model=pretrained_model, resume=resume)
+    print('Solving...', flush=True)
+    model_paths = sw.train_model(max_iters)
+    print('done solving', flush=True)
+    return model_paths

@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""Train a Faster R-CNN detector with the 4-step alternating optimisation (Ren et al., NIPS 2015).
+
+Stages (each in its own process, as released: pycaffe does not reliably free memory of discarded nets):
+
+1. RPN from the initial (ImageNet) model → proposals for the training set (no pre-NMS cut, 2000 after NMS,
+   computed on unflipped images; the imdb mirrors them for the flipped entries);
+2. Fast R-CNN on those proposals from the initial model;
+3. RPN initialised from the stage-2 Fast R-CNN, shared convs frozen → proposals again;
+4. Fast R-CNN initialised from the stage-3 RPN net, shared convs frozen.
+
+The final model holds the shared convs, the stage-3 RPN and the stage-4 head: their parameters are copied
+by layer name into the ``faster_rcnn_test.pt`` net, which is saved as ``<net_name>_faster_rcnn_final``.
+(The released code's stage numbering, "stage 1/2 RPN/Fast R-CNN", names the files.)
+"""
+
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import pprint
+import time
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing as mp
+
+import _init_paths  # noqa: F401
+from _common import add_common_args, apply_config, fail, init_caffe, require_imdb, require_weights, \
+    adapt_to_imdb
+from fast_rcnn.config import cfg, get_output_dir
+from fast_rcnn.models import adapt_solver, read_solver
+
+ALT_OPT_DIR = 'faster_rcnn_alt_opt'
+# Released iteration counts of the four training stages (used when neither --iters nor the solver's
+# max_iter gives one).
+RELEASED_MAX_ITERS = (80000, 40000, 80000, 40000)
+# Solver files of the four training stages (glob patterns: the VOC ones carry their schedule in the name).
+STAGE_SOLVERS = ('stage1_rpn_solver*.pt', 'stage1_fast_rcnn_solver*.pt',
+                 'stage2_rpn_solver*.pt', 'stage2_fast_rcnn_solver*.pt')
+# Proposals for Fast R-CNN training: no pre-NMS cut, 2000 after NMS (released alt-opt).
+TRAIN_PROPOSALS_PRE_NMS = -1
+TRAIN_PROPOSALS_POST_NMS = 2000
+
+
+def parse_args(argv=None):
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description='Train a Faster R-CNN network by alternating optimisation')
+    parser.add_argument('--net_name', required=True, help='network name, e.g. ZF, VGG16 or TINY')
+    parser.add_argument('--weights', dest='pretrained_model', required=True,
+                        help='initial (ImageNet) model weights for stages 1 and 2')
+    parser.add_argument('--imdb', dest='imdb_name', default='voc_2007_trainval', help='dataset to train on')
+    parser.add_argument('--iters', type=int, nargs=4, metavar=('RPN1', 'FRCN1', 'RPN2', 'FRCN2'),
+                        help='iterations of the four stages (default: each solver\'s max_iter, else the '
+                             'released 80k/40k/80k/40k)')
+    add_common_args(parser)
+    return parser.parse_args(argv)
+
+
+def get_solvers(net_name):
+    """The four stage solvers and the RPN / detector test nets under ``cfg.MODELS_DIR/<net>/alt_opt``."""
+    net_dir = osp.join(cfg.MODELS_DIR, net_name, ALT_OPT_DIR)
+    solvers = []
+    for pattern in STAGE_SOLVERS:
+        matches = sorted(glob.glob(osp.join(net_dir, pattern)))
+        if len(matches) != 1:
+            fail(f'expected one solver {pattern} in {net_dir}, found {len(matches) or "none"}')
+        solvers.append(matches[0])
+    return solvers, osp.join(net_dir, 'rpn_test.pt'), osp.join(net_dir, 'faster_rcnn_test.pt')
+
+
+def stage_max_iters(solvers, overrides):
+    """Iterations per stage: ``overrides`` if given, else each solver's max_iter, else the released ones."""
+    if overrides is not None:
+        return list(overrides)
+    iters = []
+    for solver, released in zip(solvers, RELEASED_MAX_ITERS):
+        param = read_solver(solver)
+        iters.append(param.max_iter if param.HasField('max_iter') else released)
+    return iters
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stage bodies: each runs in a fresh (spawned) process and receives the parent's cfg.
+# ---------------------------------------------------------------------------------------------------------
+
+def _use_cfg(parent_cfg):
+    """Install the parent's configuration in this process's ``cfg`` (the same object every module uses)."""
+    for key, value in parent_cfg.items():
+        cfg[key] = value
+
+
+def _stage_solver(solver, imdb, stage_name):
+    """Adapt ``solver``'s train net to the imdb's classes; return the adapted solver's path."""
+    out_dir = osp.join(get_output_dir(imdb.name), 'prototxt')
+    train_net = adapt_to_imdb(osp.join(cfg.ROOT_DIR, read_solver(solver).train_net), imdb.num_classes,
+                              out_dir, prefix=f'{stage_name}_')
+    return adapt_solver(solver, osp.join(out_dir, f'{stage_name}_{osp.basename(solver)}'), train_net)
+
+
+def _training_roidb(imdb_name, rpn_file=None):
+    """The imdb with the configured proposal method and its training roidb."""
+    from datasets.factory import get_imdb
+    from fast_rcnn.train import get_training_roidb
+    imdb = get_imdb(imdb_name)
+    imdb.set_proposal_method(cfg.TRAIN.PROPOSAL_METHOD)
+    if rpn_file is not None:
+        imdb.config['rpn_file'] = rpn_file
+    return imdb, get_training_roidb(imdb)
+
+
+def _train_stage(parent_cfg, stage_name, imdb_name, init_model, solver, max_iters, rpn_file, infix):
+    """Train one stage (RPN when ``rpn_file`` is None, else Fast R-CNN); returns the final model path.
+
+    Intermediate snapshots are removed, as released; the training state stays under train_state/.
+    """
+    _use_cfg(parent_cfg)
+    cfg.TRAIN.SNAPSHOT_INFIX = infix
+    if rpn_file is None:
+        # RPN: ground-truth boxes only, one image per minibatch, no Fast R-CNN box regression.
+        cfg.TRAIN.HAS_RPN = True
+        cfg.TRAIN.BBOX_REG = False
+        cfg.TRAIN.PROPOSAL_METHOD = 'gt'
+        cfg.TRAIN.IMS_PER_BATCH = 1
+    else:
+        cfg.TRAIN.HAS_RPN = False
+        cfg.TRAIN.PROPOSAL_METHOD = 'rpn'
+        cfg.TRAIN.IMS_PER_BATCH = 2
+    from fast_rcnn.train import train_net
+    init_caffe()
+    print(f'[{stage_name}] init model: {init_model}; proposals: {rpn_file}', flush=True)
+    imdb, roidb = _training_roidb(imdb_name, rpn_file)
+    print(f'[{stage_name}] roidb: {len(roidb)} entries', flush=True)
+    output_dir = get_output_dir(imdb.name)
+    model_paths = train_net(_stage_solver(solver, imdb, stage_name), roidb, output_dir,
+                            pretrained_model=init_model, max_iters=max_iters)
+    for path in model_paths[:-1]:
+        os.remove(path)
+    return model_paths[-1]
+
+
+def _generate_proposals(parent_cfg, stage_name, imdb_name, rpn_model, rpn_test_prototxt):
+    """Proposals of an RPN model for every training image; returns the proposals file (.npz)."""
+    _use_cfg(parent_cfg)
+    cfg.TEST.RPN_PRE_NMS_TOP_N = TRAIN_PROPOSALS_PRE_NMS
+    cfg.TEST.RPN_POST_NMS_TOP_N = TRAIN_PROPOSALS_POST_NMS
+    import caffe
+    from datasets.factory import get_imdb
+    from datasets.imdb import save_box_list
+    from rpn.generate import imdb_proposals
+    init_caffe()
+    imdb = get_imdb(imdb_name)
+    output_dir = get_output_dir(imdb.name)
+    prototxt = adapt_to_imdb(rpn_test_prototxt, imdb.num_classes, osp.join(output_dir, 'prototxt'))
+    net = caffe.Net(prototxt, caffe.TEST, weights=rpn_model)
+    proposals = imdb_proposals(net, imdb)
+    path = osp.join(output_dir, osp.splitext(osp.basename(rpn_model))[0] + '_proposals.npz')
+    save_box_list(path, imdb.image_index, proposals)
+    print(f'[{stage_name}] wrote {sum(len(p) for p in proposals)} proposals of {len(proposals)} images '
+          f'to {path}', flush=True)
+    return path
+
+
+def _rpn_layer_names(net):
+    """Names of the RPN's parameter layers (those named rpn*)."""
+    return [name for name in net.params if name.startswith('rpn')]
+
+
+def _assemble_final_model(parent_cfg, imdb_name, test_prototxt, rpn_model, fast_rcnn_model, final_path):
+    """Copy the stage-3 RPN and stage-4 detector parameters by layer name into the test net; save it.
+
+    The shared convs are frozen in stages 3 and 4, so both models must hold identical copies; anything
+    else means the stages were not chained correctly and is an error.
+    """
+    _use_cfg(parent_cfg)
+    import caffe
+    import numpy as np
+    from datasets.factory import get_imdb
+    init_caffe()
+    imdb = get_imdb(imdb_name)
+    prototxt = adapt_to_imdb(test_prototxt, imdb.num_classes, osp.join(get_output_dir(imdb.name), 'prototxt'))
+    net = caffe.Net(prototxt, caffe.TEST, weights=fast_rcnn_model)
+    rpn_net = caffe.Net(prototxt, caffe.TEST, weights=rpn_model)
+    rpn_layers = _rpn_layer_names(net)
+    for name in rpn_layers:
+        for dst, src in zip(net.params[name], rpn_net.params[name]):
+            dst.data[...] = src.data
+    shared = [name for name in net.params if name not in rpn_layers and name in _conv_layer_names(net)]
+    for name in shared:
+        for a, b in zip(net.params[name], rpn_net.params[name]):
+            if not np.array_equal(a.data, b.data):
+                raise ValueError(f'shared layer {name} differs between {rpn_model} and {fast_rcnn_model}; '
+                                 f'stage 4 must keep the stage-3 convs frozen')
+    net.save(final_path)
+    print(f'Final model ({len(shared)} shared conv layers, RPN {rpn_layers} from {osp.basename(rpn_model)}, '
+          f'head from {osp.basename(fast_rcnn_model)}): {final_path}', flush=True)
+    return final_path
+
+
+def _conv_layer_names(net):
+    """Names of the Convolution layers of ``net``."""
+    return [name for name, layer in zip(net._layer_names, net.layers) if layer.type == 'Convolution']
+
+
+def run_in_process(func, **kwargs):
+    """Run ``func(parent_cfg, **kwargs)`` in a fresh spawned process; return its result (errors re-raise)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context('spawn')) as pool:
+        return pool.submit(func, cfg, **kwargs).result()
+
+
+def main(argv=None):
+    """Run the four stages and assemble the final model; print the wall time of each step."""
+    args = parse_args(argv)
+    apply_config(args)
+    require_weights(args.pretrained_model)
+    imdb = require_imdb(args.imdb_name)
+    solvers, rpn_test_prototxt, test_prototxt = get_solvers(args.net_name)
+    max_iters = stage_max_iters(solvers, args.iters)
+    print('Called with args:', args, flush=True)
+    print('Using config:', flush=True)
+    pprint.pprint(cfg)
+    output_dir = get_output_dir(imdb.name)
+    print(f'Output goes to {output_dir}; iterations per stage: {max_iters}', flush=True)
+
+    times = {}
+
+    def timed(label, func, **kwargs):
+        banner = '~' * 72
+        print(f'{banner}\n{label}\n{banner}', flush=True)
+        start = time.perf_counter()
+        result = run_in_process(func, **kwargs)
+        times[label] = time.perf_counter() - start
+        print(f'[{label}] wall time {times[label]:.1f} s', flush=True)
+        return result
+
+    common = dict(imdb_name=args.imdb_name)
+    rpn1 = timed('Stage 1 RPN, init from the initial model', _train_stage, stage_name='stage1_rpn',
+                 init_model=args.pretrained_model, solver=solvers[0], max_iters=max_iters[0], rpn_file=None,
+                 infix='stage1', **common)
+    props1 = timed('Stage 1 RPN, generate proposals', _generate_proposals, stage_name='stage1_rpn',
+                   rpn_model=rpn1, rpn_test_prototxt=rpn_test_prototxt, **common)
+    frcn1 = timed('Stage 1 Fast R-CNN using stage-1 RPN proposals, init from the initial model', _train_stage,
+                  stage_name='stage1_fast_rcnn', init_model=args.pretrained_model, solver=solvers[1],
+                  max_iters=max_iters[1], rpn_file=props1, infix='stage1', **common)
+    rpn2 = timed('Stage 2 RPN, init from the stage-1 Fast R-CNN model', _train_stage, stage_name='stage2_rpn',
+                 init_model=frcn1, solver=solvers[2], max_iters=max_iters[2], rpn_file=None, infix='stage2',
+                 **common)
+    props2 = timed('Stage 2 RPN, generate proposals', _generate_proposals, stage_name='stage2_rpn',
+                   rpn_model=rpn2, rpn_test_prototxt=rpn_test_prototxt, **common)
+    frcn2 = timed('Stage 2 Fast R-CNN using stage-2 RPN proposals, init from the stage-2 RPN model',
+                  _train_stage, stage_name='stage2_fast_rcnn', init_model=rpn2, solver=solvers[3],
+                  max_iters=max_iters[3], rpn_file=props2, infix='stage2', **common)
+    final_path = osp.join(output_dir, f'{args.net_name}_faster_rcnn_final.caffemodel')
+    timed('Final model: shared convs + stage-2 RPN + stage-2 Fast R-CNN head', _assemble_final_model,
+          test_prototxt=test_prototxt, rpn_model=rpn2, fast_rcnn_model=frcn2, final_path=final_path, **common)
+
+    print('Wall time per step:', flush=True)
+    for label, seconds in times.items():
+        print(f'  {seconds:8.1f} s  {label}', flush=True)
+    print(f'  {sum(times.values()):8.1f} s  total', flush=True)
+    with open(osp.join(output_dir, f'{args.net_name}_alt_opt_times.json'), 'w', encoding='utf-8') as f:
+        json.dump({'stage_seconds': times, 'max_iters': max_iters, 'final_model': final_path}, f, indent=2)
+    print(f'Final model: {final_path}', flush=True)
+    return final_path
+
+
+if __name__ == '__main__':
+    main()
