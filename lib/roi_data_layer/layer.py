@@ -47,8 +47,9 @@ class RoIDataLayer(caffe.Layer):
             raise ValueError(f'RoIDataLayer: the prototxt has {len(top)} tops, this mode produces '
                              f'{len(shapes)}: {", ".join(shapes)}')
         self._top_names = list(shapes)
-        for blob, shape in zip(top, shapes.values()):
-            blob.reshape(*shape)
+        # (top blob vectors support indexing only: no slicing or iteration)
+        for i, shape in enumerate(shapes.values()):
+            top[i].reshape(*shape)
 
     def set_roidb(self, roidb):
         """Use ``roidb`` (prepared, with bbox targets in Fast R-CNN mode) and start a shuffled epoch."""
@@ -103,10 +104,10 @@ class RoIDataLayer(caffe.Layer):
             raise RuntimeError('RoIDataLayer: call set_roidb before the first forward')
         db_inds = self._get_next_minibatch_inds()
         blobs = get_minibatch([self._roidb[i] for i in db_inds], self._num_classes)
-        for blob, name in zip(top, self._top_names):
+        for i, name in enumerate(self._top_names):
             values = blobs[name]
-            blob.reshape(*values.shape)
-            blob.data[...] = values.astype(np.float32, copy=False)
+            top[i].reshape(*values.shape)
+            top[i].data[...] = values
 
     def backward(self, top, propagate_down, bottom):
         """A data layer has no bottoms to propagate to."""

@@ -30,8 +30,8 @@ class AnchorTargetLayer(caffe.Layer):
 
         height, width = bottom[0].data.shape[-2:]
         top[0].reshape(1, 1, self._num_anchors * height, width)
-        for blob in top[1:4]:
-            blob.reshape(1, 4 * self._num_anchors, height, width)
+        for i in range(1, 4):
+            top[i].reshape(1, 4 * self._num_anchors, height, width)
 
     def forward(self, bottom, top):
         """Compute the targets of the current image (one image per batch)."""
@@ -52,9 +52,9 @@ class AnchorTargetLayer(caffe.Layer):
             bbox_inside_weights=cfg.TRAIN.RPN_BBOX_INSIDE_WEIGHTS,
             positive_weight=cfg.TRAIN.RPN_POSITIVE_WEIGHT)
         blobs = anchor_target_blobs(*per_anchor, height, width, self._num_anchors)
-        for blob, values in zip(top, blobs):
-            blob.reshape(*values.shape)
-            blob.data[...] = values
+        for i, values in enumerate(blobs):
+            top[i].reshape(*values.shape)
+            top[i].data[...] = values
 
     def backward(self, top, propagate_down, bottom):
         """Targets are constants: nothing flows back."""

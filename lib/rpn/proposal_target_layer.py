@@ -24,8 +24,8 @@ class ProposalTargetLayer(caffe.Layer):
         self._num_classes = layer_params['num_classes']
         top[0].reshape(1, 5)
         top[1].reshape(1)
-        for blob in top[2:5]:
-            blob.reshape(1, 4 * self._num_classes)
+        for i in range(2, 5):
+            top[i].reshape(1, 4 * self._num_classes)
 
     def forward(self, bottom, top):
         """Sample the RoIs of the current image."""
@@ -40,9 +40,9 @@ class ProposalTargetLayer(caffe.Layer):
             fg_thresh=cfg.TRAIN.FG_THRESH, bg_thresh_hi=cfg.TRAIN.BG_THRESH_HI,
             bg_thresh_lo=cfg.TRAIN.BG_THRESH_LO, means=means, stds=stds,
             inside_weights=cfg.TRAIN.BBOX_INSIDE_WEIGHTS)
-        for blob, values in zip(top, blobs):
-            blob.reshape(*values.shape)
-            blob.data[...] = values
+        for i, values in enumerate(blobs):
+            top[i].reshape(*values.shape)
+            top[i].data[...] = values
 
     def backward(self, top, propagate_down, bottom):
         """The sampled RoIs and targets are constants: nothing flows back."""
