@@ -120,11 +120,12 @@ def draw_clutter(im, rng, count):
             cv2.line(im, tuple(int(v) for v in p), tuple(int(v) for v in q), colour, int(rng.integers(1, 4)),
                      cv2.LINE_AA)
         elif kind == 1:
-            # irregular polygon: random radii per vertex, so it matches none of the shape classes
-            n = int(rng.integers(5, 8))
+            # lumpy blob: 8-12 jittered vertices at random radii, so it reads as none of the shape classes
+            # (few or clustered vertices would make triangle-like shards)
+            n = int(rng.integers(8, 13))
             radius = rng.uniform(6, 30)
-            angles = np.sort(rng.uniform(0, 2 * np.pi, n))
-            radii = radius * rng.uniform(0.4, 1.0, n)
+            angles = (np.arange(n) + rng.uniform(-0.3, 0.3, n)) * 2 * np.pi / n
+            radii = radius * rng.uniform(0.55, 1.0, n)
             centre = rng.uniform([0, 0], [width, height])
             pts = centre + np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
             cv2.fillPoly(im, [np.round(pts).astype(np.int32)], colour, cv2.LINE_AA)
