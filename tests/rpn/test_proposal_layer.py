@@ -53,8 +53,9 @@ def expected(net, settings, **ablations):
     scores = np.array([probs[0, 9 + a, h, w] for h in range(HEIGHT) for w in range(WIDTH) for a in range(9)])
     bbox_deltas = np.array([deltas[0, 4 * a:4 * a + 4, h, w]
                             for h in range(HEIGHT) for w in range(WIDTH) for a in range(9)])
-    return generate_proposals(shifted_anchors(generate_anchors(), HEIGHT, WIDTH, 16), bbox_deltas, scores,
-                              16 * HEIGHT, 16 * WIDTH, settings.RPN_MIN_SIZE * 0.8, settings.RPN_PRE_NMS_TOP_N,
+    anchors = shifted_anchors(generate_anchors(), HEIGHT, WIDTH, 16)
+    return generate_proposals(anchors, bbox_deltas, scores, 16 * HEIGHT, 16 * WIDTH,
+                              settings.RPN_MIN_SIZE * 0.8, settings.RPN_PRE_NMS_TOP_N,
                               settings.RPN_POST_NMS_TOP_N, settings.RPN_NMS_THRESH, seed=cfg.RNG_SEED,
                               **ablations)
 
