@@ -64,6 +64,8 @@ class RoIDataLayer(caffe.Layer):
         ``rng_has_gauss``, ``rng_cached_gaussian``). The global RNG also drives scale choice and RoI/anchor
         sampling, so restoring it continues those draws too.
         """
+        if self._perm is None:
+            raise RuntimeError('RoIDataLayer.get_state: call set_roidb first')
         _, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
         return {'perm': self._perm.copy(), 'cursor': np.array(self._cur),
                 'rng_keys': keys.copy(), 'rng_pos': np.array(pos),
