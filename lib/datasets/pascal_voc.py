@@ -182,10 +182,11 @@ class pascal_voc(imdb):
     def __init__(self, image_set, year, devkit_path=None, classes=None, *, dataset_dir=None, name=None,
                  max_images=None, use_07_metric=None, on_bad_box='raise', missing_hint=None):
         year = None if year is None else str(year)
+        if year is None and not (devkit_path and dataset_dir and name):
+            raise ValueError('pascal_voc without a year needs devkit_path, dataset_dir and name')
         super().__init__(name or f'voc_{year}_{image_set}', VOC_CLASSES if classes is None else classes)
         if on_bad_box not in BAD_BOX_POLICIES:
             raise ValueError(f'on_bad_box must be one of {BAD_BOX_POLICIES}, got {on_bad_box!r}')
-        self._year = year
         self._image_set = image_set
         self._devkit_path = devkit_path or osp.join(cfg.DATA_DIR, f'VOCdevkit{year}')
         self._data_path = osp.join(self._devkit_path, dataset_dir or f'VOC{year}')
@@ -232,9 +233,9 @@ class pascal_voc(imdb):
         """All objects (difficult ones included) of the image set, from the cache when valid (first loaded
         by ``gt_roidb``, hence always before flipped images are appended).
 
-        Returns ``{'widths', 'heights'} (num_images int32), 'boxes' (M x 4 float32, 0-based), 'gt_classes'
-        (M int32), 'difficult' (M bool), 'offsets' (num_images + 1 int64)}``; image i owns rows
-        ``offsets[i]:offsets[i+1]``.
+        Returns a dict of arrays: ``widths``, ``heights`` (num_images int32), ``boxes`` (M x 4 float32,
+        0-based), ``gt_classes`` (M int32), ``difficult`` (M bool), ``offsets`` (num_images + 1 int64);
+        image i owns rows ``offsets[i]:offsets[i+1]``.
         """
         if self._annotations is None:
             self._annotations = self._load_annotations(self._image_index)

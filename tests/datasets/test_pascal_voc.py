@@ -264,3 +264,11 @@ def test_write_comp4_file_skips_empty_images(tmp_path):
     path = tmp_path / 'c.txt'
     write_comp4_file(str(path), ['a', 'b'], [[], np.array([[0, 1, 2, 3, 0.12345]])])
     assert path.read_text() == 'b 0.123 1.0 2.0 3.0 4.0\n'
+
+
+def test_custom_dataset_without_year_needs_its_location_and_name(data_dir):
+    with pytest.raises(ValueError, match='without a year needs devkit_path, dataset_dir and name'):
+        pascal_voc('test', None, classes=CLASSES)
+    d = pascal_voc('test', None, devkit_path=str(data_dir / 'VOCdevkit2007'), dataset_dir='VOC2007',
+                   name='mine_test', classes=CLASSES)
+    assert (d.name, d.num_images, d.config['use_07_metric']) == ('mine_test', 2, True)
