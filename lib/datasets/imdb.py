@@ -142,12 +142,17 @@ class imdb:
         ``box_list[i]``: M x 4 (or M x 5 with a score column, ignored) boxes of image ``i``.
         ``gt_roidb``: the ground-truth roidb of the same images, or None. Each proposal's ``gt_overlaps`` row
         holds its best IoU with a gt box, in the column of that gt box's class (the released rule).
+        Proposals are clipped into the image (see ``clip_proposals``).
         """
         if len(box_list) != self.num_images:
             raise ValueError(f'imdb {self.name}: {len(box_list)} proposal lists for {self.num_images} images')
         roidb = []
         for i, proposals in enumerate(box_list):
-            boxes = as_box_array(proposals, np.float32)
+            if gt_roidb is not None:
+                width, height = gt_roidb[i]['width'], gt_roidb[i]['height']
+            else:
+                width, height = self.image_size_at(i)
+            boxes = clip_proposals(as_box_array(proposals, np.float32), width, height, self.image_path_at(i))
             overlaps = np.zeros((boxes.shape[0], self.num_classes), dtype=np.float32)
             if gt_roidb is not None and gt_roidb[i]['boxes'].size > 0 and boxes.shape[0] > 0:
                 gt_boxes = gt_roidb[i]['boxes']
@@ -157,10 +162,6 @@ class imdb:
                 maxes = ious.max(axis=1)
                 hit = np.where(maxes > 0)[0]
                 overlaps[hit, gt_classes[argmaxes[hit]]] = maxes[hit]
-            if gt_roidb is not None:
-                width, height = gt_roidb[i]['width'], gt_roidb[i]['height']
-            else:
-                width, height = self.image_size_at(i)
             roidb.append({
                 'image': self.image_path_at(i),
                 'width': width,
@@ -235,6 +236,22 @@ def as_box_array(boxes, dtype):
     if boxes.ndim != 2 or boxes.shape[1] not in (4, 5):
         raise ValueError(f'expected M x 4 or M x 5 boxes, got shape {boxes.shape}')
     return np.ascontiguousarray(boxes[:, :4])
+
+
+def clip_proposals(boxes, width, height, image):
+    """Clip proposals (M x 4 float32) into [0, W - 1] x [0, H - 1]; returns a new array.
+
+    Proposals mapped back from an up-scaled network input may overshoot W - 1 by up to 1 / scale (< 1 px);
+    that is clipped, so flipping never yields x1 < 0. A larger overshoot is a bug upstream and raises
+    ``ValueError`` naming ``image``.
+    """
+    limits = np.array([width - 1, height - 1, width - 1, height - 1], dtype=np.float32)
+    overshoot = np.maximum(-boxes, 0) + np.maximum(boxes - limits, 0)
+    if boxes.size and overshoot.max() >= 1:
+        k = int(np.argmax(overshoot.max(axis=1)))
+        raise ValueError(f'proposal {k} = {boxes[k].tolist()} of {image} lies outside the {width} x {height} '
+                         'image by a pixel or more')
+    return np.clip(boxes, 0, limits)
 
 
 def greedy_gt_coverage(boxes, gt_boxes):

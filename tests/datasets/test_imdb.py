@@ -189,3 +189,15 @@ def test_evaluate_recall_area_filter_and_roidb_proposals(tmp_path):
         d.evaluate_recall(area='large')
     with pytest.raises(ValueError, match="unknown area 'huge'"):
         d.evaluate_recall(area='huge')
+
+
+def test_proposals_overshooting_by_less_than_a_pixel_are_clipped_so_flipping_works():
+    d = toy()
+    # (W * s - 1) / s = W - 1 / s: an up-scaled input gives x2 up to W - 1 + (1 - 1 / s)
+    roidb = d.create_roidb_from_box_list([np.array([[-0.4, 0, 39.6, 29.5]], np.float32), np.zeros((0, 4))],
+                                         d.gt_roidb())
+    np.testing.assert_array_equal(roidb[0]['boxes'], [[0, 0, 39, 29]])
+    with pytest.raises(ValueError, match=r'proposal 1 = \[0.0, 0.0, 40.0, 29.0\] of /toy/im1.jpg lies outside '
+                                         r'the 40 x 30 image by a pixel or more'):
+        d.create_roidb_from_box_list([np.array([[0, 0, 39, 29], [0, 0, 40, 29]], np.float32), np.zeros((0, 4))],
+                                     d.gt_roidb())
