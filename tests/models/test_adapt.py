@@ -1,14 +1,17 @@
 """fast_rcnn.models: class-count adaptation of net and solver prototxts."""
 
 import glob
+import os
 import os.path as osp
 
-import pytest
-from google.protobuf import text_format
+os.environ.setdefault('GLOG_minloglevel', '2')  # before caffe is imported: keep Caffe's logging quiet
 
-from caffe.proto import caffe_pb2
-from fast_rcnn.config import cfg
-from fast_rcnn.models import (adapt_net, adapt_prototxt, adapt_solver, read_net, read_solver,
+import pytest  # noqa: E402
+from google.protobuf import text_format  # noqa: E402
+
+from caffe.proto import caffe_pb2  # noqa: E402
+from fast_rcnn.config import cfg  # noqa: E402
+from fast_rcnn.models import (adapt_net, adapt_prototxt, adapt_solver, read_net, read_solver,  # noqa: E402
                               rewrite_num_classes)
 
 # A miniature detector with the released layer names: data layer, RoI pooling, a head, and one unrelated

@@ -227,35 +227,48 @@ def test_solvers(arch, rel):
 # Caffe passes
 # ------------------------------------------------------------------------------------------------------------
 
+def _node_and_leaf(key):
+    """The cfg node holding dotted ``key`` and the leaf name."""
+    *parents, leaf = key.split('.')
+    node = cfg
+    for name in parents:
+        node = node[name]
+    return node, leaf
+
+
 @contextlib.contextmanager
 def cfg_values(values):
     """Set ``{'SECTION.KEY': value}`` in cfg for the block, then restore the previous values."""
     saved = {}
     for key, value in values.items():
-        section, leaf = key.split('.')
-        saved[key] = copy.deepcopy(cfg[section][leaf])
-        cfg[section][leaf] = value
+        node, leaf = _node_and_leaf(key)
+        saved[key] = copy.deepcopy(node[leaf])
+        node[leaf] = value
     try:
         yield
     finally:
         for key, value in saved.items():
-            section, leaf = key.split('.')
-            cfg[section][leaf] = value
+            node, leaf = _node_and_leaf(key)
+            node[leaf] = value
 
 
 @pytest.fixture(scope='module')
 def caffe_cpu():
-    """Pycaffe on the CPU with a fixed seed."""
+    """Pycaffe on the CPU with a fixed seed; the toolkit's CPU mode (GPU_ID -1, so NMS runs on the CPU)."""
     caffe.set_mode_cpu()
     caffe.set_random_seed(cfg.RNG_SEED)
+    with cfg_values({'GPU_ID': -1}):
+        yield
 
 
 def _randomize(net, rng):
-    """He-scaled Gaussian weights, small biases: activations neither vanish nor blow up through the convs."""
-    for params in net.params.values():
+    """Random weights that keep activations in range: He-scaled Gaussians for the feature layers, small
+    ones (std 0.01) for the four prediction layers so decoded boxes stay finite, biases 0.01."""
+    for name, params in net.params.items():
         weights = params[0].data
         fan_in = weights.size // weights.shape[0]
-        weights[...] = rng.standard_normal(weights.shape, dtype=np.float32) * np.sqrt(2.0 / fan_in)
+        std = 0.01 if name in RPN_LAYERS + HEAD else np.sqrt(2.0 / fan_in)
+        weights[...] = rng.standard_normal(weights.shape, dtype=np.float32) * std
         if len(params) > 1:
             params[1].data[...] = 0.01
 
@@ -373,7 +386,7 @@ def test_test_net_forward(arch, rel, caffe_cpu):
     rng = np.random.default_rng(4)
     net.blobs['data'].reshape(1, 3, IM_H, IM_W)
     net.blobs['im_info'].reshape(1, 3)
-    out = net.forward(data=rng.normal(0, 50, (1, 3, IM_H, IM_W)).astype(np.float32),
+    out = net.forward(data=rng.normal(0, 50, (1, 3, IM_H, IM_W)).astype(np.float32),  # ~ mean-free pixels
                       im_info=np.array([[IM_H, IM_W, 1.0]], dtype=np.float32))
 
     _check_anchor_grid(net, arch)
