@@ -15,6 +15,7 @@ RPN outputs).
 
 import os
 import os.path as osp
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MODELS_DIR = osp.dirname(osp.abspath(__file__))
@@ -55,27 +56,7 @@ class Enum(str):
 LEARNED = ({'lr_mult': 1}, {'lr_mult': 2})
 FROZEN = ({'lr_mult': 0, 'decay_mult': 0}, {'lr_mult': 0, 'decay_mult': 0})
 # Test nets carry no multipliers.
-TEST = ()
-
-
-@dataclass(frozen=True)
-class Arch:
-    """What differs between the ZF and VGG-16 detectors."""
-    dirname: str
-    net_name: str
-    backbone: callable
-    feature_blob: str
-    feature_channels: int
-    rpn_channels: int
-    pooled_size: int
-    roi_pool_name: str
-    # ZF's ImageNet model was trained with unscaled dropout (the mask only), VGG-16's with the usual scaling.
-    dropout_scale_train: bool
-    snapshot_name: str
-    # VGG-16 keeps its first conv blocks fixed in every train net (they generalise and save memory).
-    always_frozen: tuple
-    # The released alt-opt ZF nets name the RPN conv 'rpn_conv1'; every other net names it 'rpn_conv/3x3'.
-    alt_opt_rpn_names: tuple
+NO_MULTIPLIERS = ()
 
 
 @dataclass(frozen=True)
@@ -87,6 +68,26 @@ class RpnNames:
 
 
 STANDARD_RPN = RpnNames('rpn_conv/3x3', 'rpn_relu/3x3', 'rpn/output')
+
+
+@dataclass(frozen=True)
+class Arch:
+    """What differs between the ZF and VGG-16 detectors."""
+    dirname: str
+    net_name: str
+    backbone: Callable
+    feature_blob: str
+    feature_channels: int
+    rpn_channels: int
+    pooled_size: int
+    roi_pool_name: str
+    # ZF's ImageNet model was trained with unscaled dropout (the mask only), VGG-16's with the usual scaling.
+    dropout_scale_train: bool
+    snapshot_name: str
+    # VGG-16 keeps its first conv blocks fixed in every train net (they generalise and save memory).
+    always_frozen: tuple
+    # The released alt-opt ZF nets name the RPN conv 'rpn_conv1'; every other net names it 'rpn_conv/3x3'.
+    alt_opt_rpn_names: RpnNames
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -242,7 +243,7 @@ def feat_stride_param():
 def _conv_params(name, arch, frozen_shared, test):
     """Multipliers of shared conv ``name``: none at test, frozen when asked or always frozen, else learned."""
     if test:
-        return TEST
+        return NO_MULTIPLIERS
     if frozen_shared or name.startswith(arch.always_frozen):
         return FROZEN
     return LEARNED
@@ -437,7 +438,7 @@ def rpn_test(arch):
     """RPN alone at test time: proposals ``rois`` (R x 5) and their objectness ``scores``."""
     return net_text(arch, test_inputs(), [
         backbone_section(arch, test=True),
-        section('RPN', rpn_layers(arch, arch.alt_opt_rpn_names, TEST, test=True) + [rpn_score_reshape()]),
+        section('RPN', rpn_layers(arch, arch.alt_opt_rpn_names, NO_MULTIPLIERS, test=True) + [rpn_score_reshape()]),
         section('Proposals', proposal_layers(['rois', 'scores'])),
     ])
 
@@ -446,9 +447,9 @@ def detector_test(arch, rpn_names):
     """The full detector at test time: proposals -> head -> ``cls_prob`` and ``bbox_pred``."""
     return net_text(arch, test_inputs(), [
         backbone_section(arch, test=True),
-        section('RPN', rpn_layers(arch, rpn_names, TEST, test=True) + [rpn_score_reshape()]),
+        section('RPN', rpn_layers(arch, rpn_names, NO_MULTIPLIERS, test=True) + [rpn_score_reshape()]),
         section('Proposals', proposal_layers(['rois'])),
-        section('Fast R-CNN', fast_rcnn_layers(arch, TEST, test=True) +
+        section('Fast R-CNN', fast_rcnn_layers(arch, NO_MULTIPLIERS, test=True) +
                 [{'name': 'cls_prob', 'type': 'Softmax', 'bottom': 'cls_score', 'top': 'cls_prob'}]),
     ])
 
