@@ -9,6 +9,7 @@ os.environ.setdefault('GLOG_minloglevel', '2')  # before caffe is imported: keep
 import pytest  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
+import caffe  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
 from fast_rcnn.config import cfg  # noqa: E402
 from fast_rcnn.models import (adapt_net, adapt_prototxt, adapt_solver, read_net, read_solver,  # noqa: E402
@@ -181,3 +182,18 @@ def test_voc_prototxts_adapt(path, tmp_path):
         assert layers['bbox_pred'].inner_product_param.num_output == 24
     for layer in net.layer:
         assert '21' not in layer.python_param.param_str, layer.name
+
+
+@pytest.mark.parametrize('rel, has_rpn', [('ZF/faster_rcnn_alt_opt/faster_rcnn_test.pt', False),
+                                           ('ZF/faster_rcnn_alt_opt/stage1_fast_rcnn_train.pt', False),
+                                           ('ZF/faster_rcnn_end2end/train.prototxt', True)])
+def test_adapted_nets_build_in_caffe(rel, has_rpn, tmp_path, monkeypatch):
+    """Caffe's setup checks the head against the Python layers' blob shapes (e.g. bbox_targets is 4K wide)."""
+    caffe.set_mode_cpu()
+    monkeypatch.setitem(cfg.TRAIN, 'HAS_RPN', has_rpn)  # the data layer's mode must match its tops
+    phase = caffe.TEST if 'test' in osp.basename(rel) else caffe.TRAIN
+    net = caffe.Net(adapt_prototxt(osp.join(cfg.MODELS_DIR, rel), str(tmp_path / 'net.pt'), 6), phase)
+    assert net.params['cls_score'][0].data.shape == (6, 4096)
+    assert net.params['bbox_pred'][0].data.shape == (24, 4096)
+    if phase == caffe.TRAIN:
+        assert net.blobs['bbox_targets'].data.shape[1] == 24
