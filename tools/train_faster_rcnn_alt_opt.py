@@ -165,6 +165,13 @@ def _rpn_layer_names(net):
     return [name for name in net.params if name.startswith('rpn')]
 
 
+def _shared_layer_names(net):
+    """Names of the parameter layers before the RPN: the shared convs (with their normalisation)."""
+    names = list(net.params)
+    first_rpn = min(names.index(name) for name in _rpn_layer_names(net))
+    return names[:first_rpn]
+
+
 def _assemble_final_model(parent_cfg, imdb_name, test_prototxt, rpn_model, fast_rcnn_model, final_path):
     """Copy the stage-3 RPN and stage-4 detector parameters by layer name into the test net; save it.
 
@@ -184,21 +191,16 @@ def _assemble_final_model(parent_cfg, imdb_name, test_prototxt, rpn_model, fast_
     for name in rpn_layers:
         for dst, src in zip(net.params[name], rpn_net.params[name]):
             dst.data[...] = src.data
-    shared = [name for name in net.params if name not in rpn_layers and name in _conv_layer_names(net)]
+    shared = _shared_layer_names(net)
     for name in shared:
         for a, b in zip(net.params[name], rpn_net.params[name]):
             if not np.array_equal(a.data, b.data):
                 raise ValueError(f'shared layer {name} differs between {rpn_model} and {fast_rcnn_model}; '
                                  f'stage 4 must keep the stage-3 convs frozen')
     net.save(final_path)
-    print(f'Final model ({len(shared)} shared conv layers, RPN {rpn_layers} from {osp.basename(rpn_model)}, '
-          f'head from {osp.basename(fast_rcnn_model)}): {final_path}', flush=True)
+    print(f'Final model (shared {", ".join(shared)}; RPN {", ".join(rpn_layers)} from '
+          f'{osp.basename(rpn_model)}; the rest from {osp.basename(fast_rcnn_model)}): {final_path}', flush=True)
     return final_path
-
-
-def _conv_layer_names(net):
-    """Names of the Convolution layers of ``net``."""
-    return [name for name, layer in zip(net._layer_names, net.layers) if layer.type == 'Convolution']
 
 
 def run_in_process(func, **kwargs):

@@ -294,17 +294,24 @@ class SolverWrapper:
             self.loss_history.append((iteration, total, values))
             timer_iters += 1
             if self.solver.iter % display == 0 or self.solver.iter == max_iters:
-                per_iter = (time.perf_counter() - timer_start) / timer_iters
-                parts = ', '.join(f'{name} {v:.4f}' for name, v in values.items())
-                print(f'Iteration {iteration}, loss = {total:.4f} ({parts}), lr = {self._learning_rate():g}, '
-                      f'{per_iter:.3f}s/iter, ETA {_format_eta(per_iter * (max_iters - self.solver.iter))}',
-                      flush=True)
+                self._print_progress(iteration, min(display, timer_iters),
+                                     (time.perf_counter() - timer_start) / timer_iters, max_iters)
             if cfg.TRAIN.SNAPSHOT_ITERS > 0 and self.solver.iter % cfg.TRAIN.SNAPSHOT_ITERS == 0:
                 last_snapshot_iter = self.solver.iter
                 self.snapshot()
         if last_snapshot_iter != self.solver.iter:
             self.snapshot()
         return list(self.model_paths)
+
+    def _print_progress(self, iteration, window, per_iter, max_iters):
+        """Print the losses averaged over the last ``window`` iterations, the learning rate, s/iter, ETA."""
+        recent = self.loss_history[-window:]
+        total = np.mean([entry[1] for entry in recent])
+        parts = ', '.join(f'{name} {np.mean([entry[2][name] for entry in recent]):.4f}'
+                          for name in recent[-1][2])
+        print(f'Iteration {iteration}, loss = {total:.4f} ({parts}; mean of {len(recent)}), '
+              f'lr = {self._learning_rate():g}, {per_iter:.3f}s/iter, '
+              f'ETA {_format_eta(per_iter * (max_iters - self.solver.iter))}', flush=True)
 
     def _learning_rate(self):
         """The solver's current learning rate (Caffe's ``step``/``multistep``/``fixed`` policies)."""

@@ -44,6 +44,10 @@ ANCHOR_SCALES = (2, 4, 8, 16, 32)
 ANCHOR_RATIOS = (0.5, 1, 2)
 NUM_ANCHORS = len(ANCHOR_SCALES) * len(ANCHOR_RATIOS)
 FC_DIM = 256
+# Dropout slows down learning from scratch on a short schedule, and 256-wide fc layers barely overfit here.
+USE_DROPOUT = False
+# Batch normalisation after every shared conv: training starts from a random initialisation.
+BATCH_NORM = True
 # Shared convs: (name, output channels, kernel, stride, dilation, max pooling (kernel, stride) after it).
 # Dilation in conv4/conv5 widens the receptive field (about 280 px at the RPN) for the large objects.
 TINY_CONVS = (('conv1', 16, 5, 2, 1, (3, 2)),
@@ -58,7 +62,9 @@ POOLED_SIZE = 6
 # Solvers: SGD with momentum 0.9 as in the paper; the learning rate is 10x the released one because every
 # layer starts from a random initialisation, and the schedules are short (max_iter is the default length
 # the training tools use; the step is at 3/4 of it).
-SOLVER = {'base_lr': 0.01, 'momentum': 0.9, 'weight_decay': 0.0005, 'display': 50}
+SOLVER = {'base_lr': 0.01, 'momentum': 0.9, 'weight_decay': 0.0005, 'display': 50,
+          # Early from-scratch updates of the Fast R-CNN head explode at this rate without a norm cap.
+          'clip_gradients': 10.0}
 SCHEDULES = {  # solver file -> (train net file, max_iter, snapshot prefix)
     'faster_rcnn_alt_opt': {
         'stage1_rpn_solver.pt': ('stage1_rpn_train.pt', 2000, 'tiny_rpn'),
@@ -72,6 +78,17 @@ SCHEDULES = {  # solver file -> (train net file, max_iter, snapshot prefix)
 }
 
 
+def batch_norm(blob, params, frozen):
+    """In-place BatchNorm + Scale after conv ``blob``. ``frozen``: normalise with the stored statistics
+    (and keep them) instead of the minibatch's, as frozen shared convs and test nets must."""
+    bn = {'name': f'{blob}_bn', 'type': 'BatchNorm', 'bottom': blob, 'top': blob}
+    if frozen:
+        bn['batch_norm_param'] = {'use_global_stats': True}
+    scale = voc._with_params({'name': f'{blob}_scale', 'type': 'Scale', 'bottom': blob, 'top': blob}, params)
+    scale['scale_param'] = {'bias_term': True}
+    return [bn, scale]
+
+
 def tiny_backbone(arch, frozen_shared, test):
     """TINY's shared convs (stride 16, FEATURE_CHANNELS channels), built with the VOC generator's layers."""
     layers, bottom = [], 'data'
@@ -80,7 +97,10 @@ def tiny_backbone(arch, frozen_shared, test):
         layer = voc.conv(name, bottom, name, channels, kernel, dilation * (kernel // 2), stride, params)
         if dilation > 1:
             layer['convolution_param']['dilation'] = dilation
-        layers += [layer, voc.relu(f'relu{index}', name)]
+        layers.append(layer)
+        if BATCH_NORM:
+            layers += batch_norm(name, params, frozen=frozen_shared or test)
+        layers.append(voc.relu(f'relu{index}', name))
         bottom = name
         if pool is not None:
             layers.append(voc.max_pool(f'pool{index}', bottom, f'pool{index}', pool[0], pool[1], pad=1))
@@ -106,6 +126,10 @@ def resize_net(text):
     """TINY's sizes applied to a net generated for TINY by the VOC generator: returns the new text."""
     net = caffe_pb2.NetParameter()
     text_format.Merge(text, net)
+    if not USE_DROPOUT:
+        kept = [layer for layer in net.layer if layer.type != 'Dropout']
+        del net.layer[:]
+        net.layer.extend(kept)
     for layer in net.layer:
         if layer.name in ('fc6', 'fc7'):
             layer.inner_product_param.num_output = FC_DIM
@@ -133,6 +157,7 @@ def solver(subdir, train_net, max_iter, snapshot_prefix):
     param.display = SOLVER['display']
     param.momentum = SOLVER['momentum']
     param.weight_decay = SOLVER['weight_decay']
+    param.clip_gradients = SOLVER['clip_gradients']
     param.snapshot = 0
     param.snapshot_prefix = snapshot_prefix
     return HEADER + text_format.MessageToString(param)
