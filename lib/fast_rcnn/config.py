@@ -49,7 +49,8 @@ __C.TRAIN.BBOX_THRESH = 0.5
 __C.TRAIN.SNAPSHOT_ITERS = 10000
 # Snapshot file prefix (the solver's snapshot_prefix is overridden by this plus the infix).
 __C.TRAIN.SNAPSHOT_INFIX = ''
-# Use a prefetch thread in the data layer.
+# Prefetch thread in the data layer: not supported (it would share numpy's global RNG with the anchor
+# sampling and break determinism); RoIDataLayer raises if this is set. Kept so released YAMLs load.
 __C.TRAIN.USE_PREFETCH = False
 # Normalise bbox-regression targets by per-class means and stds (computed from the roidb in alt-opt).
 __C.TRAIN.BBOX_NORMALIZE_TARGETS = True

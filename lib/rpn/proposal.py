@@ -41,7 +41,9 @@ def generate_proposals(all_anchors, bbox_deltas, scores, im_height, im_width, mi
     Pipeline (released order): decode (anchors kept as they are when ``use_reg`` is false) → clip to the
     image → drop boxes with a side < ``min_size`` → rank (``rank_order``) → keep ``pre_nms_top_n`` → NMS at
     ``nms_thresh`` (skipped when ``use_nms`` is false) → keep ``post_nms_top_n``.
-    Returns ``(boxes R×4 float32, scores R float32)`` in rank order.
+    Returns ``(boxes R×4 float32, scores R float32)`` in rank order, R ≥ 1: when no box survives (e.g.
+    every box is under ``min_size``), the whole image is returned as one proposal with score 0, because
+    Caffe's downstream layers (ROIPooling, Softmax) cannot take a blob with zero rows.
     """
     if use_reg:
         boxes = bbox_transform_inv(all_anchors.astype(np.float32), bbox_deltas.astype(np.float32, copy=False))
@@ -60,4 +62,7 @@ def generate_proposals(all_anchors, bbox_deltas, scores, im_height, im_width, mi
         rank_key = -np.arange(len(order), dtype=np.float32)
         keep = nms(np.hstack([boxes, rank_key[:, np.newaxis]]), nms_thresh)
     keep = top_n(keep, post_nms_top_n)
+    if len(keep) == 0:
+        return (np.array([[0, 0, im_width - 1, im_height - 1]], dtype=np.float32),
+                np.zeros(1, dtype=np.float32))
     return boxes[keep], scores[keep].astype(np.float32, copy=False)

@@ -138,3 +138,12 @@ def test_ablation_without_reg_returns_clipped_anchors():
     assert all(tuple(row) in rows for row in boxes.tolist())
     with_reg, _ = generate_proposals(anchors, deltas, scores, im_h, im_w, 16, 6000, 300, 0.7)
     assert sum(tuple(row) in rows for row in with_reg.tolist()) == 0
+
+
+def test_no_surviving_box_falls_back_to_the_whole_image():
+    # Every anchor is under min_size 1000, so nothing survives the filter: one whole-image proposal.
+    anchors, deltas, scores, height, width = random_rpn_outputs()
+    boxes, out_scores = generate_proposals(anchors, deltas, scores, height, width, min_size=1000,
+                                           pre_nms_top_n=6000, post_nms_top_n=300, nms_thresh=0.7)
+    np.testing.assert_array_equal(boxes, [[0, 0, width - 1, height - 1]])
+    np.testing.assert_array_equal(out_scores, [0])
