@@ -90,7 +90,7 @@ cmake_args=(
   -DPYTHON_INCLUDE_DIR="$py_include" -DPYTHON_LIBRARY="$py_library"
   # Only the tests we run: ours and the upstream ones covering what Faster R-CNN uses. (Not common: its
   # TestBrewMode leaves Caffe in GPU mode, which aborts the next test on a machine without a GPU.)
-  -DBUILD_only_tests=roi_pooling_layer,smooth_l1_loss_layer,dropout_scale_train,convolution_layer,pooling_layer,inner_product_layer,softmax_with_loss_layer,neuron_layer,net,gradient_based_solver,blob,filler,im2col_kernel
+  -DBUILD_only_tests=roi_pooling_layer,smooth_l1_loss_layer,dropout_scale_train,max_pooling_nan_window,convolution_layer,pooling_layer,inner_product_layer,softmax_with_loss_layer,neuron_layer,net,gradient_based_solver,blob,filler,im2col_kernel
 )
 if [ "$variant" = cuda ]; then
   cmake_args+=(
