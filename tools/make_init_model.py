@@ -2,9 +2,7 @@
 """Write a seeded random initial model: the stand-in for an ImageNet model when there is none (TINY).
 
 The model holds what an ImageNet classifier would contribute to a detector, the shared convs and fc6/fc7,
-drawn with He (MSRA) initialisation for ReLU nets (weights N(0, 2 / fan_in), zero biases); the first layer
-is further divided by the pixels' spread, so that activations start near unit scale although the input is
-raw mean-subtracted 8-bit pixels (released ImageNet models have such small first-layer weights). The RPN and the
+drawn with He (MSRA) initialisation for ReLU nets (weights N(0, 2 / fan_in), zero biases). The RPN and the
 cls_score / bbox_pred layers are left out, so the training nets' own fillers initialise them, as they do
 when starting from a real ImageNet model. Both stage-1 nets of the alternating optimisation (and the
 end-to-end net) start from this file.
@@ -25,8 +23,6 @@ from fast_rcnn.config import cfg
 DETECTOR_ONLY_PREFIXES = ('rpn', 'cls_score', 'bbox_pred')
 # Layers drawn here; others (BatchNorm, Scale) keep the values their layer sets up (identity transforms).
 WEIGHTED_TYPES = ('Convolution', 'InnerProduct')
-# Approximate standard deviation of mean-subtracted 8-bit pixel values.
-PIXEL_STD = 64.0
 
 
 def parse_args(argv=None):
@@ -41,21 +37,17 @@ def parse_args(argv=None):
 
 
 def he_init(net, rng):
-    """Fill the conv and fc layers of ``net`` in place: weights N(0, 2/fan_in), biases 0; the first
-    layer's weights are divided by PIXEL_STD.
+    """Fill the conv and fc layers of ``net`` in place: weights N(0, 2/fan_in), biases 0.
 
     ``fan_in`` is the product of a weight blob's dimensions after the first (inputs × kernel area).
     Layers are filled in net order, so the result depends only on the seed and the architecture.
     """
-    first = True
     for name, layer in zip(net._layer_names, net.layers):
         if layer.type not in WEIGHTED_TYPES:
             continue
         weights = net.params[name][0].data
         fan_in = int(np.prod(weights.shape[1:]))
-        std = np.sqrt(2.0 / fan_in) / (PIXEL_STD if first else 1.0)
-        first = False
-        weights[...] = rng.normal(0.0, std, size=weights.shape)
+        weights[...] = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=weights.shape)
         for blob in net.params[name][1:]:
             blob.data[...] = 0
 

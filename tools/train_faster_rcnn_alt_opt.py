@@ -166,10 +166,15 @@ def _rpn_layer_names(net):
 
 
 def _shared_layer_names(net):
-    """Names of the parameter layers before the RPN: the shared convs (with their normalisation)."""
+    """Names of the parameter layers before the RPN: the shared convs (with their Scale layers).
+
+    BatchNorm layers are left out: their blobs are running statistics that Caffe updates in every
+    training forward pass, frozen or not, and are not parameters of the model.
+    """
     names = list(net.params)
     first_rpn = min(names.index(name) for name in _rpn_layer_names(net))
-    return names[:first_rpn]
+    types = {name: layer.type for name, layer in zip(net._layer_names, net.layers)}
+    return [name for name in names[:first_rpn] if types[name] != 'BatchNorm']
 
 
 def _assemble_final_model(parent_cfg, imdb_name, test_prototxt, rpn_model, fast_rcnn_model, final_path):

@@ -325,20 +325,28 @@ class SolverWrapper:
         raise ValueError(f'lr_policy {param.lr_policy!r} is not reported by this wrapper')
 
     def plot_losses(self):
-        """Write ``<output_dir>/<prefix>[_<infix>]_loss.png`` (total and per-output losses vs iteration)."""
+        """Write ``<output_dir>/<prefix>[_<infix>]_loss.png``: total and per-output losses vs iteration,
+        as moving averages over 1/50 of the run (raw total in the background)."""
         if not self.loss_history:
             return None
         import matplotlib
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
         iters = np.array([entry[0] for entry in self.loss_history])
+        window = max(1, len(iters) // 50)
+
+        def smooth(values):
+            return np.convolve(values, np.ones(window) / window, mode='valid')
+
+        totals = np.array([entry[1] for entry in self.loss_history])
         fig, ax = plt.subplots(figsize=(8, 5))
-        ax.plot(iters, [entry[1] for entry in self.loss_history], label='total', linewidth=1)
+        ax.plot(iters, totals, color='0.8', linewidth=0.5)
+        ax.plot(iters[window - 1:], smooth(totals), label='total', linewidth=1.5)
         for name in self.loss_history[-1][2]:
-            ax.plot(iters, [entry[2].get(name, np.nan) for entry in self.loss_history], label=name,
-                    linewidth=0.8, alpha=0.8)
+            values = np.array([entry[2].get(name, np.nan) for entry in self.loss_history])
+            ax.plot(iters[window - 1:], smooth(values), label=name, linewidth=1)
         ax.set_xlabel('iteration')
-        ax.set_ylabel('loss')
+        ax.set_ylabel(f'loss (moving average of {window})')
         ax.set_yscale('log')
         ax.legend()
         ax.grid(True, alpha=0.3)
@@ -361,6 +369,14 @@ def train_net(solver_prototxt, roidb, output_dir, pretrained_model=None, max_ite
     roidb = filter_roidb(roidb)
     sw = SolverWrapper(solver_prototxt, roidb, output_dir, pretrained_model=pretrained_model, resume=resume)
     print('Solving...', flush=True)
-    model_paths = sw.train_model(max_iters)
-    print('done solving', flush=True)
-    return model_paths
+    try:
+        model_paths = sw.train_model(max_iters)
+    except TrainingDivergedError as exc:
+        message = str(exc)
+    else:
+        print('done solving', flush=True)
+        return model_paths
+    # Re-raised without the training frames: they would keep the solver (and its Python layers) alive
+    # until interpreter shutdown, where pycaffe cannot destroy it safely.
+    del sw
+    raise TrainingDivergedError(message)

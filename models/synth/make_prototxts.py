@@ -43,8 +43,8 @@ voc = _load_voc_generator()
 ANCHOR_SCALES = (2, 4, 8, 16, 32)
 ANCHOR_RATIOS = (0.5, 1, 2)
 NUM_ANCHORS = len(ANCHOR_SCALES) * len(ANCHOR_RATIOS)
-FC_DIM = 256
-# Dropout slows down learning from scratch on a short schedule, and 256-wide fc layers barely overfit here.
+FC_DIM = 512
+# Dropout slows down learning from scratch on a short schedule.
 USE_DROPOUT = False
 # Batch normalisation after every shared conv: training starts from a random initialisation.
 BATCH_NORM = True
@@ -53,10 +53,10 @@ BATCH_NORM = True
 TINY_CONVS = (('conv1', 16, 5, 2, 1, (3, 2)),
               ('conv2', 32, 3, 1, 1, (3, 2)),
               ('conv3', 64, 3, 1, 1, (3, 2)),
-              ('conv4', 64, 3, 1, 2, None),
-              ('conv5', 64, 3, 1, 4, None))
+              ('conv4', 128, 3, 1, 2, None),
+              ('conv5', 128, 3, 1, 4, None))
 FEATURE_CHANNELS = TINY_CONVS[-1][1]
-RPN_CHANNELS = 64
+RPN_CHANNELS = 128
 POOLED_SIZE = 6
 
 # Solvers: SGD with momentum 0.9 as in the paper; the learning rate is 10x the released one because every
@@ -78,12 +78,16 @@ SCHEDULES = {  # solver file -> (train net file, max_iter, snapshot prefix)
 }
 
 
-def batch_norm(blob, params, frozen):
-    """In-place BatchNorm + Scale after conv ``blob``. ``frozen``: normalise with the stored statistics
-    (and keep them) instead of the minibatch's, as frozen shared convs and test nets must."""
-    bn = {'name': f'{blob}_bn', 'type': 'BatchNorm', 'bottom': blob, 'top': blob}
-    if frozen:
-        bn['batch_norm_param'] = {'use_global_stats': True}
+def batch_norm(blob, params):
+    """In-place BatchNorm + Scale after conv ``blob``.
+
+    Every TINY net, train and test, normalises with the statistics of the current minibatch (one image at
+    test time and in RPN / end-to-end training): the backgrounds' colours vary a lot between images, and
+    the stored running averages describe none of them well. The running averages Caffe still keeps in the
+    BatchNorm blobs are therefore never used. Frozen stages freeze the Scale parameters with the convs.
+    """
+    bn = {'name': f'{blob}_bn', 'type': 'BatchNorm', 'bottom': blob, 'top': blob,
+          'batch_norm_param': {'use_global_stats': False}}
     scale = voc._with_params({'name': f'{blob}_scale', 'type': 'Scale', 'bottom': blob, 'top': blob}, params)
     scale['scale_param'] = {'bias_term': True}
     return [bn, scale]
@@ -99,7 +103,7 @@ def tiny_backbone(arch, frozen_shared, test):
             layer['convolution_param']['dilation'] = dilation
         layers.append(layer)
         if BATCH_NORM:
-            layers += batch_norm(name, params, frozen=frozen_shared or test)
+            layers += batch_norm(name, params)
         layers.append(voc.relu(f'relu{index}', name))
         bottom = name
         if pool is not None:
