@@ -242,7 +242,7 @@ def draw_detections(im, dets_per_class, class_names, thresh=0.5):
     return out
 
 
-def _format_eta(seconds):
+def format_eta(seconds):
     """``h:mm:ss`` for a duration in seconds."""
     seconds = int(round(seconds))
     return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
@@ -287,7 +287,7 @@ def test_net(net, imdb, max_per_image=100, thresh=0.05, vis=False):
             elapsed = time.perf_counter() - start
             per_image = ' '.join(f'{name} {timers[name].average_time:.3f}s' for name in timers)
             print(f'im_detect: {i + 1}/{num_images} ({per_image}) '
-                  f'ETA {_format_eta(elapsed / (i + 1) * (num_images - i - 1))}', flush=True)
+                  f'ETA {format_eta(elapsed / (i + 1) * (num_images - i - 1))}', flush=True)
     summary = ', '.join(f'{name} {timers[name].average_time * 1000:.1f} ms' for name in timers)
     print(f'Mean time per image: {summary}', flush=True)
     det_file = osp.join(output_dir, 'detections.npz')

@@ -29,6 +29,7 @@ import numpy as np
 import caffe
 from fast_rcnn.config import cfg
 from fast_rcnn.models import read_solver, write_message
+from fast_rcnn.test import format_eta
 import roi_data_layer.roidb as rdl_roidb
 
 # The detection head's regression layer; its outputs are the 4K normalised deltas while training.
@@ -63,16 +64,20 @@ def filter_roidb(roidb):
     return filtered
 
 
-def snapshot_name(solver_param, iteration):
-    """Base name ``<prefix>[_<infix>]_iter_<N>`` of a snapshot (prefix: the solver's snapshot_prefix)."""
+def run_prefix(solver_param):
+    """``<prefix>[_<infix>]``: the solver's snapshot_prefix (base name) and ``cfg.TRAIN.SNAPSHOT_INFIX``."""
     infix = f'_{cfg.TRAIN.SNAPSHOT_INFIX}' if cfg.TRAIN.SNAPSHOT_INFIX else ''
-    return f'{osp.basename(solver_param.snapshot_prefix)}{infix}_iter_{iteration}'
+    return osp.basename(solver_param.snapshot_prefix) + infix
+
+
+def snapshot_name(solver_param, iteration):
+    """Base name ``<prefix>[_<infix>]_iter_<N>`` of a snapshot."""
+    return f'{run_prefix(solver_param)}_iter_{iteration}'
 
 
 def _state_prefix(solver_param, output_dir):
     """Caffe's snapshot_prefix for the training state of this run (``output_dir/train_state/<prefix>``)."""
-    infix = f'_{cfg.TRAIN.SNAPSHOT_INFIX}' if cfg.TRAIN.SNAPSHOT_INFIX else ''
-    return osp.join(output_dir, TRAIN_STATE_DIR, osp.basename(solver_param.snapshot_prefix) + infix)
+    return osp.join(output_dir, TRAIN_STATE_DIR, run_prefix(solver_param))
 
 
 def _resolve_net_path(path, solver_prototxt):
@@ -104,12 +109,6 @@ def _write_run_solver(solver_prototxt, output_dir):
     path = run_param.snapshot_prefix + '_solver.prototxt'
     write_message(run_param, path)
     return path, param
-
-
-def _format_eta(seconds):
-    """``h:mm:ss`` for a duration in seconds."""
-    seconds = int(round(seconds))
-    return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
 
 
 def _to_json(state):
@@ -311,7 +310,7 @@ class SolverWrapper:
                           for name in recent[-1][2])
         print(f'Iteration {iteration}, loss = {total:.4f} ({parts}; mean of {len(recent)}), '
               f'lr = {self._learning_rate():g}, {per_iter:.3f}s/iter, '
-              f'ETA {_format_eta(per_iter * (max_iters - self.solver.iter))}', flush=True)
+              f'ETA {format_eta(per_iter * (max_iters - self.solver.iter))}', flush=True)
 
     def _learning_rate(self):
         """The solver's current learning rate (Caffe's ``step``/``multistep``/``fixed`` policies)."""
@@ -350,8 +349,7 @@ class SolverWrapper:
         ax.set_yscale('log')
         ax.legend()
         ax.grid(True, alpha=0.3)
-        infix = f'_{cfg.TRAIN.SNAPSHOT_INFIX}' if cfg.TRAIN.SNAPSHOT_INFIX else ''
-        path = osp.join(self.output_dir, f'{osp.basename(self.solver_param.snapshot_prefix)}{infix}_loss.png')
+        path = osp.join(self.output_dir, f'{run_prefix(self.solver_param)}_loss.png')
         fig.savefig(path, dpi=100)
         plt.close(fig)
         print(f'Wrote loss curve to {path}', flush=True)

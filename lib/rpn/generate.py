@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from fast_rcnn.config import cfg
-from fast_rcnn.test import get_image_blob
+from fast_rcnn.test import format_eta, get_image_blob
 
 
 def im_proposals(net, im):
@@ -50,5 +50,5 @@ def imdb_proposals(net, imdb):
             elapsed = time.perf_counter() - start
             eta = elapsed / (i + 1) * (imdb.num_images - i - 1)
             print(f'im_proposals: {i + 1}/{imdb.num_images} {elapsed / (i + 1):.3f}s/image '
-                  f'ETA {eta:.0f}s', flush=True)
+                  f"ETA {format_eta(eta)}", flush=True)
     return proposals
