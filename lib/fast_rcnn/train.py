@@ -309,19 +309,8 @@ class SolverWrapper:
         parts = ', '.join(f'{name} {np.mean([entry[2][name] for entry in recent]):.4f}'
                           for name in recent[-1][2])
         print(f'Iteration {iteration}, loss = {total:.4f} ({parts}; mean of {len(recent)}), '
-              f'lr = {self._learning_rate():g}, {per_iter:.3f}s/iter, '
+              f'lr = {self.solver.lr:g}, {per_iter:.3f}s/iter, '
               f'ETA {format_eta(per_iter * (max_iters - self.solver.iter))}', flush=True)
-
-    def _learning_rate(self):
-        """The solver's current learning rate (Caffe's ``step``/``multistep``/``fixed`` policies)."""
-        param, it = self.solver_param, self.solver.iter
-        if param.lr_policy == 'step':
-            return param.base_lr * param.gamma ** (it // param.stepsize)
-        if param.lr_policy == 'multistep':
-            return param.base_lr * param.gamma ** sum(1 for s in param.stepvalue if it >= s)
-        if param.lr_policy == 'fixed':
-            return param.base_lr
-        raise ValueError(f'lr_policy {param.lr_policy!r} is not reported by this wrapper')
 
     def plot_losses(self):
         """Write ``<output_dir>/<prefix>[_<infix>]_loss.png``: total and per-output losses vs iteration,

@@ -39,8 +39,10 @@ def _load_voc_generator():
 
 voc = _load_voc_generator()
 
-# Anchor scales (x 16 px): 32 to 512 px squares, covering objects of about 20 px up to the whole image.
-ANCHOR_SCALES = (2, 4, 8, 16, 32)
+# Anchor scales (x 16 px): 32 to 256 px squares for objects of about 20 to 320 px. A larger scale would
+# never lie inside a training image (anchors crossing the border are not labelled), so it would stay
+# untrained and rank arbitrary boxes at test time.
+ANCHOR_SCALES = (2, 4, 8, 16)
 ANCHOR_RATIOS = (0.5, 1, 2)
 NUM_ANCHORS = len(ANCHOR_SCALES) * len(ANCHOR_RATIOS)
 FC_DIM = 512
