@@ -35,7 +35,11 @@ def find_cuda():
     Returns ``(cuda_home, None)`` with cuda_home a Path holding ``bin/nvcc``, or
     ``(None, reason)`` when none is found. Exits with an error when ``CUDAHOME``/``CUDA_HOME``
     names a directory without ``bin/nvcc`` (an explicit request that cannot be honoured).
+    ``CAFFE_VARIANT=cpu`` (exported by ``make``, e.g. ``make CPU_ONLY=1``) skips CUDA so a machine with a
+    broken toolkit can still build CPU-only.
     """
+    if os.environ.get('CAFFE_VARIANT') == 'cpu':
+        return None, 'CAFFE_VARIANT=cpu (a CPU-only build was asked for)'
     for var in ('CUDAHOME', 'CUDA_HOME'):
         home = os.environ.get(var)
         if home:
