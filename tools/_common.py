@@ -21,6 +21,25 @@ def add_common_args(parser):
                         help='config KEY VALUE pairs, e.g. --set EXP_DIR foo TRAIN.SCALES "(400,)"')
 
 
+def add_net_args(parser, def_help, net_help):
+    """Add ``--def`` (a net definition, ``args.prototxt``) and ``--net`` (its weights, ``args.caffemodel``)."""
+    parser.add_argument('--def', dest='prototxt', required=True, help=def_help)
+    parser.add_argument('--net', dest='caffemodel', required=True, help=net_help)
+
+
+def require_net_files(args):
+    """Stop at once unless ``--def`` and ``--net`` name existing files."""
+    require_file(args.prototxt, 'network definition')
+    require_weights(args.caffemodel)
+
+
+def open_test_net(args, num_classes, out_dir, prefix=''):
+    """The TEST-phase net of ``--def`` adapted to ``num_classes`` (copy written to ``out_dir``), with the
+    ``--net`` weights loaded."""
+    prototxt = adapt_to_imdb(args.prototxt, num_classes, out_dir, prefix=prefix)
+    return caffe.Net(prototxt, caffe.TEST, weights=args.caffemodel)
+
+
 def apply_config(args):
     """Merge ``--cfg`` files and ``--set`` into ``cfg`` and set ``cfg.GPU_ID`` (−1 in CPU mode)."""
     for path in args.cfg_files:

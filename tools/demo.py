@@ -15,9 +15,8 @@ import os.path as osp
 import cv2
 
 import _init_paths  # noqa: F401
-from _common import add_common_args, adapt_to_imdb, apply_config, fail, init_caffe, require_file, \
-    require_imdb, require_weights
-import caffe
+from _common import add_common_args, add_net_args, apply_config, fail, init_caffe, open_test_net, require_imdb, \
+    require_net_files
 from fast_rcnn.config import cfg
 from fast_rcnn.test import draw_detections, im_detect, postprocess_detections
 from utils.timer import Timer
@@ -26,8 +25,7 @@ from utils.timer import Timer
 def parse_args(argv=None):
     """Command-line options."""
     parser = argparse.ArgumentParser(description='Faster R-CNN demo: draw detections on images')
-    parser.add_argument('--def', dest='prototxt', required=True, help='test net definition')
-    parser.add_argument('--net', dest='caffemodel', required=True, help='model weights')
+    add_net_args(parser, 'test net definition', 'model weights')
     parser.add_argument('--imdb', dest='imdb_name', required=True,
                         help='imdb whose class list the model was trained with (e.g. voc_2007_test)')
     parser.add_argument('--conf', type=float, default=0.8, help='draw detections scoring at least this')
@@ -41,14 +39,12 @@ def main(argv=None):
     """Detect in every image and write ``<out_dir>/<image name>_detections.png``."""
     args = parse_args(argv)
     apply_config(args)
-    require_file(args.prototxt, 'network definition')
-    require_weights(args.caffemodel)
+    require_net_files(args)
     cfg.TEST.HAS_RPN = True
     imdb = require_imdb(args.imdb_name)
     init_caffe()
     os.makedirs(args.out_dir, exist_ok=True)
-    prototxt = adapt_to_imdb(args.prototxt, imdb.num_classes, args.out_dir, prefix='demo_')
-    net = caffe.Net(prototxt, caffe.TEST, weights=args.caffemodel)
+    net = open_test_net(args, imdb.num_classes, args.out_dir, prefix='demo_')
     timer = Timer()
     for path in args.images:
         im = cv2.imread(path)

@@ -7,9 +7,8 @@ import os.path as osp
 import pprint
 
 import _init_paths  # noqa: F401
-from _common import add_common_args, adapt_to_imdb, apply_config, init_caffe, require_file, require_imdb, \
-    require_weights
-import caffe
+from _common import add_common_args, add_net_args, apply_config, init_caffe, open_test_net, require_imdb, \
+    require_net_files
 from datasets.imdb import save_box_list
 from fast_rcnn.config import cfg, get_output_dir
 from rpn.generate import imdb_proposals
@@ -18,8 +17,7 @@ from rpn.generate import imdb_proposals
 def parse_args(argv=None):
     """Command-line options."""
     parser = argparse.ArgumentParser(description='Generate RPN proposals for an imdb')
-    parser.add_argument('--def', dest='prototxt', required=True, help='RPN test net (rpn_test.pt)')
-    parser.add_argument('--net', dest='caffemodel', required=True, help='RPN model weights')
+    add_net_args(parser, 'RPN test net (rpn_test.pt)', 'RPN model weights')
     parser.add_argument('--imdb', dest='imdb_name', default='voc_2007_test', help='dataset')
     parser.add_argument('--out', default=None,
                         help='proposals file (default <output>/<model name>_proposals.npz)')
@@ -31,15 +29,13 @@ def main(argv=None):
     """Generate and save the proposals; returns the file's path."""
     args = parse_args(argv)
     apply_config(args)
-    require_file(args.prototxt, 'network definition')
-    require_weights(args.caffemodel)
+    require_net_files(args)
     imdb = require_imdb(args.imdb_name)
     print('Called with args:', args, flush=True)
     pprint.pprint(cfg)
     init_caffe()
     output_dir = get_output_dir(imdb.name)
-    prototxt = adapt_to_imdb(args.prototxt, imdb.num_classes, osp.join(output_dir, 'prototxt'))
-    net = caffe.Net(prototxt, caffe.TEST, weights=args.caffemodel)
+    net = open_test_net(args, imdb.num_classes, osp.join(output_dir, 'prototxt'))
     proposals = imdb_proposals(net, imdb)
     path = args.out or osp.join(output_dir, osp.splitext(osp.basename(args.caffemodel))[0] + '_proposals.npz')
     save_box_list(path, imdb.image_index, proposals)

@@ -9,9 +9,8 @@ import os.path as osp
 import pprint
 
 import _init_paths  # noqa: F401
-from _common import add_common_args, adapt_to_imdb, apply_config, init_caffe, require_file, require_imdb, \
-    require_weights
-import caffe
+from _common import add_common_args, add_net_args, apply_config, init_caffe, open_test_net, require_imdb, \
+    require_net_files
 from fast_rcnn.config import cfg, get_output_dir
 from fast_rcnn.test import test_net
 
@@ -19,8 +18,7 @@ from fast_rcnn.test import test_net
 def parse_args(argv=None):
     """Command-line options."""
     parser = argparse.ArgumentParser(description='Test a Fast R-CNN / Faster R-CNN network')
-    parser.add_argument('--def', dest='prototxt', required=True, help='test net definition')
-    parser.add_argument('--net', dest='caffemodel', required=True, help='model weights to test')
+    add_net_args(parser, 'test net definition', 'model weights to test')
     parser.add_argument('--imdb', dest='imdb_name', default='voc_2007_test', help='dataset to test on')
     parser.add_argument('--vis', action='store_true', help='write PNGs of the detections')
     parser.add_argument('--num_dets', dest='max_per_image', type=int, default=None,
@@ -33,8 +31,7 @@ def main(argv=None):
     """Run the test; returns the mAP."""
     args = parse_args(argv)
     apply_config(args)
-    require_file(args.prototxt, 'network definition')
-    require_weights(args.caffemodel)
+    require_net_files(args)
     imdb = require_imdb(args.imdb_name)
     if not cfg.TEST.HAS_RPN:
         imdb.set_proposal_method(cfg.TEST.PROPOSAL_METHOD)
@@ -42,9 +39,7 @@ def main(argv=None):
     print('Using config:', flush=True)
     pprint.pprint(cfg)
     init_caffe()
-    prototxt = adapt_to_imdb(args.prototxt, imdb.num_classes, osp.join(get_output_dir(imdb.name), 'prototxt'),
-                             prefix='test_')
-    net = caffe.Net(prototxt, caffe.TEST, weights=args.caffemodel)
+    net = open_test_net(args, imdb.num_classes, osp.join(get_output_dir(imdb.name), 'prototxt'), prefix='test_')
     net.name = osp.splitext(osp.basename(args.caffemodel))[0]
     max_per_image = cfg.TEST.MAX_PER_IMAGE if args.max_per_image is None else args.max_per_image
     _, mean_ap = test_net(net, imdb, max_per_image=max_per_image, thresh=cfg.TEST.SCORE_THRESH, vis=args.vis)
