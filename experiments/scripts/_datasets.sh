@@ -11,6 +11,7 @@ export GLOG_minloglevel=${GLOG_minloglevel:-2}
 CFG_ARGS=(--cfg "experiments/cfgs/${METHOD}.yml")
 MODELS_DIR=models/pascal_voc
 WEIGHTS="data/imagenet_models/${NET}.v2.caffemodel"
+INIT_ARGS=()
 PRESET_ITERS=""
 case "$DATASET" in
   pascal_voc)
@@ -26,9 +27,14 @@ case "$DATASET" in
     TEST_IMDB=${DATASET}_test
     CFG_ARGS+=(--cfg experiments/cfgs/synth.yml)
     MODELS_DIR=models/synth
-    # No ImageNet model exists for the embedded nets: a seeded random initialisation stands in for it.
-    WEIGHTS="output/init/${NET}.caffemodel"
+    # No ImageNet model exists for the embedded nets. Its analogue: the shared convs and fc6/fc7 pre-trained
+    # once (cached) to classify crops of synth_trainval (never the test split) by tools/make_init_model.py.
+    WEIGHTS="output/init/${NET}_pretrained.caffemodel"
+    INIT_ARGS=(--pretrain-imdb synth_trainval)
     if [ "$DATASET" = synth_mini ]; then
+      # The smoke test starts from a seeded random model instead (no pre-training).
+      WEIGHTS="output/init/${NET}.caffemodel"
+      INIT_ARGS=()
       # Smoke test: a few iterations per stage.
       if [ "$METHOD" = faster_rcnn_alt_opt ]; then PRESET_ITERS="20 20 20 20"; else PRESET_ITERS="40"; fi
     fi
@@ -63,7 +69,7 @@ fi
 # Writes the seeded initial model of an embedded net when it is missing.
 ensure_init_model() {
   if [[ "$WEIGHTS" == output/init/* ]] && [ ! -f "$WEIGHTS" ]; then
-    "$PY" tools/make_init_model.py --def "${MODELS_DIR}/${NET}/${METHOD}/$1" --out "$WEIGHTS" 2>&1 | tee -a "$LOG"
+    "$PY" tools/make_init_model.py --def "${MODELS_DIR}/${NET}/${METHOD}/$1" --out "$WEIGHTS" "${INIT_ARGS[@]}" 2>&1 | tee -a "$LOG"
   fi
 }
 
