@@ -511,14 +511,19 @@ def all_files():
     return files
 
 
-def main():
-    """Write every file under this directory."""
-    for rel, text in all_files().items():
-        path = osp.join(MODELS_DIR, rel)
+def write_files(files, root):
+    """Write ``{relative path: text}`` under ``root``, printing each path."""
+    for rel, text in files.items():
+        path = osp.join(root, rel)
         os.makedirs(osp.dirname(path), exist_ok=True)
         with open(path, 'w', encoding='utf-8') as f:
             f.write(text)
         print(path)
+
+
+def main():
+    """Write every file under this directory."""
+    write_files(all_files(), MODELS_DIR)
 
 
 if __name__ == '__main__':

@@ -14,7 +14,6 @@ Needs pycaffe (the nets are edited as protobuf messages). Run from anywhere:
 """
 
 import importlib.util
-import os
 import os.path as osp
 
 from google.protobuf import text_format
@@ -184,12 +183,7 @@ def all_files():
 
 def main():
     """Write every file under this directory."""
-    for rel, text in all_files().items():
-        path = osp.join(SYNTH_DIR, rel)
-        os.makedirs(osp.dirname(path), exist_ok=True)
-        with open(path, 'w', encoding='utf-8') as f:
-            f.write(text)
-        print(path)
+    voc.write_files(all_files(), SYNTH_DIR)
 
 
 if __name__ == '__main__':
