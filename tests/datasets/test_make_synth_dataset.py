@@ -86,25 +86,25 @@ def test_generated_annotations_load_and_are_valid(gen, tmp_path):
     for xml in sorted((tmp_path / 'Annotations').iterdir()):
         ann = parse_annotation(str(xml), class_to_ind)  # raises on any box outside the image
         assert 300 <= ann['width'] <= 500 and 300 <= ann['height'] <= 500
-        assert len(ann['boxes']) <= 8
+        assert len(ann["boxes"]) <= 6
 
 
 def test_annotation_rule_drops_hidden_and_flags_occluded_or_tiny_objects():
     shapes = load_script('synth_shapes')
     idmap = np.zeros((100, 100), np.int32)
     idmap[0:10, 0:10] = 1     # object 0: 100 of 1000 pixels visible (10 %)   -> dropped
-    idmap[20:50, 0:10] = 2    # object 1: 300 of 1000 visible (30 %)          -> difficult
+    idmap[20:79, 70:80] = 2   # object 1: 590 of 1000 visible (59 %)          -> difficult
     idmap[60:90, 0:13] = 3    # object 2: fully visible, 13 px wide           -> difficult (tiny)
     idmap[60:90, 20:34] = 4   # object 3: fully visible, 14 x 30              -> normal
-    idmap[0:20, 40:60] = 5    # object 4: 400 of 1000 visible (40 %)          -> normal
+    idmap[0:30, 40:60] = 5    # object 4: 600 of 1000 visible (60 %)          -> normal
     objects, dropped = shapes.annotate(idmap, ['star', 'ring', 'cross', 'circle', 'triangle'],
                                        [1000, 1000, 390, 420, 1000])
     assert dropped == 1
     assert objects == [
-        {'name': 'ring', 'box': [0, 20, 9, 49], 'difficult': True},
+        {'name': 'ring', 'box': [70, 20, 79, 78], 'difficult': True},
         {'name': 'cross', 'box': [0, 60, 12, 89], 'difficult': True},
         {'name': 'circle', 'box': [20, 60, 33, 89], 'difficult': False},
-        {'name': 'triangle', 'box': [40, 0, 59, 19], 'difficult': False},
+        {'name': 'triangle', 'box': [40, 0, 59, 29], 'difficult': False},
     ]
 
 
