@@ -29,7 +29,11 @@ case "$DATASET" in
     MODELS_DIR=models/synth
     # No ImageNet model exists for the embedded nets. Its analogue: the shared convs and fc6/fc7 pre-trained
     # once (cached) to classify crops of synth_trainval (never the test split) by tools/make_init_model.py.
-    WEIGHTS="output/init/${NET}_pretrained.caffemodel"
+    # Keyed by what it is made from (the dataset's stamp, the tool, the backbone), so a regenerated dataset or
+    # a changed net gets a new one instead of a stale cached file.
+    INIT_KEY=$(cat "data/SYNTHdevkit/SYNTH/synth_stamp.json" tools/make_init_model.py \
+      "${MODELS_DIR}/${NET}/faster_rcnn_alt_opt/faster_rcnn_test.pt" 2>/dev/null | sha1sum | cut -c1-12)
+    WEIGHTS="output/init/${NET}_pretrained_${INIT_KEY}.caffemodel"
     INIT_ARGS=(--pretrain-imdb synth_trainval)
     if [ "$DATASET" = synth_mini ]; then
       # The smoke test starts from a seeded random model instead (no pre-training).
