@@ -30,7 +30,7 @@ from datasets.synth import SYNTH_CLASSES, SYNTH_DATASET_DIRNAME, synth_dataset_p
 from synth_shapes import SHAPES, render_scene  # noqa: E402
 
 # Bump whenever the output for a given seed changes (drawing, annotation rule, file format).
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 DEFAULT_SEED = 20151207
 DEFAULT_NUM_TRAINVAL = 1000
 DEFAULT_NUM_TEST = 300
