@@ -50,7 +50,7 @@ def parse_args(argv=None):
     parser.add_argument('--pretrain-imdb', default=None,
                         help='pre-train on crops of this imdb (the training split only; default: none, the '
                              'model stays random)')
-    parser.add_argument('--pretrain-iters', type=int, default=1200, help='pre-training SGD iterations [1200]')
+    parser.add_argument('--pretrain-iters', type=int, default=2000, help='pre-training SGD iterations [2000]')
     parser.add_argument('--crop', type=int, default=96, help='crop side in pixels [96]')
     parser.add_argument('--batch', type=int, default=64, help='crops per iteration [64]')
     return parser.parse_args(argv)

@@ -122,8 +122,7 @@ def _train_stage(parent_cfg, stage_name, imdb_name, init_model, solver, max_iter
         cfg.TRAIN.PROPOSAL_METHOD = 'gt'
         cfg.TRAIN.IMS_PER_BATCH = 1
     else:
-        # Fast R-CNN: images per minibatch as configured (2 by default, as released; the synth cfg uses 1
-        # because TINY's batch norm uses per-image statistics at test time).
+        # Fast R-CNN: images per minibatch as configured (2 by default, as released; the synth cfg uses 1).
         cfg.TRAIN.HAS_RPN = False
         cfg.TRAIN.PROPOSAL_METHOD = 'rpn'
     from fast_rcnn.train import train_net

@@ -66,3 +66,24 @@ def test_layer_accepts_an_image_without_gt(net):
     labels = net.blobs['rpn_labels'].data
     assert np.sum(labels == 0) == 256 and np.sum(labels == 1) == 0
     assert not net.blobs['rpn_bbox_inside_weights'].data.any()
+
+
+def test_allowed_border_labels_anchors_crossing_the_border_by_at_most_that_much(tmp_path):
+    # Anchor 1719 (ratio 0.5, scale 8, at conv5 cell y=3, x=2) is [-52, 8, 131, 103]: 52 px outside the
+    # left border. The gt box is its part inside the image, IoU 132/184 = 0.717 >= 0.7.
+    caffe.set_mode_cpu()
+    gt = np.array([[0, 8, 131, 103, 1]], dtype=np.float32)
+    labels = {}
+    for border in (0, 64):
+        path = tmp_path / f'border{border}.prototxt'
+        path.write_text(NET.replace("param_str: \"'feat_stride': 16\"",
+                                    f"param_str: \"'feat_stride': 16\\n'allowed_border': {border}\""),
+                        encoding='utf-8')
+        net = caffe.Net(str(path), caffe.TRAIN)
+        net.blobs['im_info'].data[...] = [[600, 1000, 1.6]]
+        net.blobs['gt_boxes'].reshape(1, 5)
+        net.blobs['gt_boxes'].data[...] = gt
+        np.random.seed(3)
+        net.forward()
+        labels[border] = net.blobs['rpn_labels'].data[0, 0, 0 * 38 + 3, 2]
+    assert labels == {0: -1, 64: 1}
