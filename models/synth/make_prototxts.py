@@ -76,10 +76,9 @@ SOLVER = {'base_lr': 0.03, 'momentum': 0.9, 'weight_decay': 0.0005, 'display': 5
           'clip_gradients': 10.0}
 SCHEDULES = {  # solver file -> (train net file, max_iter, snapshot prefix)
     'faster_rcnn_alt_opt': {
-        'stage1_rpn_solver.pt': ('stage1_rpn_train.pt', 2000, 'tiny_rpn'),
+        'stage1_rpn_solver.pt': ('stage1_rpn_train.pt', 3000, 'tiny_rpn'),
         'stage1_fast_rcnn_solver.pt': ('stage1_fast_rcnn_train.pt', 4000, 'tiny_fast_rcnn'),
-        # The stage-2 RPN is the one the final model keeps; on frozen convs it needs more iterations.
-        'stage2_rpn_solver.pt': ('stage2_rpn_train.pt', 4000, 'tiny_rpn'),
+        'stage2_rpn_solver.pt': ('stage2_rpn_train.pt', 2000, 'tiny_rpn'),
         'stage2_fast_rcnn_solver.pt': ('stage2_fast_rcnn_train.pt', 4000, 'tiny_fast_rcnn'),
     },
     'faster_rcnn_end2end': {
