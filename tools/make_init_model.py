@@ -20,7 +20,6 @@ imdb given is read (the scripts give the trainval split, never the test split).
 import argparse
 import os
 import os.path as osp
-
 import tempfile
 import time
 
@@ -32,6 +31,7 @@ import _init_paths  # noqa: F401
 import caffe
 from caffe.proto import caffe_pb2
 from fast_rcnn.config import cfg
+from utils.cython_bbox import bbox_overlaps
 
 # Layers of a detector that an ImageNet classifier does not provide.
 DETECTOR_ONLY_PREFIXES = ('rpn', 'cls_score', 'bbox_pred', 'pretrain_')
@@ -128,18 +128,6 @@ def classification_net(test_prototxt, num_classes, batch, crop):
     return text_format.MessageToString(net)
 
 
-def _iou(box, boxes):
-    """IoU of one box (x1, y1, x2, y2) with each of ``boxes``."""
-    ix1 = np.maximum(box[0], boxes[:, 0])
-    iy1 = np.maximum(box[1], boxes[:, 1])
-    ix2 = np.minimum(box[2], boxes[:, 2])
-    iy2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(ix2 - ix1 + 1, 0, None) * np.clip(iy2 - iy1 + 1, 0, None)
-    area = (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
-    areas = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
-    return inter / (area + areas - inter)
-
-
 class CropSampler:
     """Random labelled crops of an imdb's images: ground-truth objects (label = class) with context,
     and background windows (label = num_classes) with IoU < 0.3 with every object."""
@@ -183,7 +171,7 @@ class CropSampler:
             side = self.rng.uniform(20, 0.6 * min(h, w))
             x1, y1 = self.rng.uniform(0, w - side), self.rng.uniform(0, h - side)
             box = np.array([x1, y1, x1 + side - 1, y1 + side - 1])
-            if len(self.boxes[i]) == 0 or _iou(box, self.boxes[i]).max() < 0.3:
+            if len(self.boxes[i]) == 0 or bbox_overlaps(box[None], self.boxes[i]).max() < 0.3:
                 return self._resize(self.images[i], *box, self.rng.random() < 0.5), self.bg_label
         return self.object_crop()
 
