@@ -16,9 +16,9 @@ first hiding at most ACCEPTED_OCCLUSION of any), so heavy occlusion happens but 
 
 Version 5 made the scenes cleaner than version 3 (at most 6 objects instead of 8, aspect ratios 1/2-2
 instead of 1/3-3, occlusion accepted up to 25 % instead of 50 %, fewer distractors and no filled blobs
-among them, difficult below 60 % visible instead of 40 %): the embedded dataset exists to show that the pipeline learns within minutes on
-a CPU, and on version 3 the TINY detector was limited by ambiguous, heavily occluded fragments (see
-experiments/README.md for both).
+among them, difficult below 60 % visible instead of 40 %): the embedded dataset exists to show that the
+pipeline learns within minutes on a CPU, and on version 3 the TINY detector was limited by ambiguous,
+heavily occluded fragments (see experiments/README.md for both).
 """
 
 import cv2

@@ -86,7 +86,7 @@ def test_generated_annotations_load_and_are_valid(gen, tmp_path):
     for xml in sorted((tmp_path / 'Annotations').iterdir()):
         ann = parse_annotation(str(xml), class_to_ind)  # raises on any box outside the image
         assert 300 <= ann['width'] <= 500 and 300 <= ann['height'] <= 500
-        assert len(ann["boxes"]) <= 6
+        assert len(ann['boxes']) <= 6
 
 
 def test_annotation_rule_drops_hidden_and_flags_occluded_or_tiny_objects():
