@@ -22,7 +22,8 @@ def add_common_args(parser):
 
 
 def add_net_args(parser, def_help, net_help):
-    """Add ``--def`` (a net definition, ``args.prototxt``) and ``--net`` (its weights, ``args.caffemodel``)."""
+    """Add ``--def`` (a net definition, ``args.prototxt``) and ``--net`` (its weights,
+    ``args.caffemodel``)."""
     parser.add_argument('--def', dest='prototxt', required=True, help=def_help)
     parser.add_argument('--net', dest='caffemodel', required=True, help=net_help)
 
@@ -33,11 +34,11 @@ def require_net_files(args):
     require_weights(args.caffemodel)
 
 
-def open_test_net(args, num_classes, out_dir, prefix=''):
-    """The TEST-phase net of ``--def`` adapted to ``num_classes`` (copy written to ``out_dir``), with the
-    ``--net`` weights loaded."""
-    prototxt = adapt_to_imdb(args.prototxt, num_classes, out_dir, prefix=prefix)
-    return caffe.Net(prototxt, caffe.TEST, weights=args.caffemodel)
+def open_test_net(prototxt, weights, num_classes, out_dir, prefix=''):
+    """The TEST-phase net of ``prototxt`` adapted to ``num_classes`` (copy written to ``out_dir``), with the
+    ``weights`` caffemodel loaded."""
+    adapted = adapt_to_imdb(prototxt, num_classes, out_dir, prefix=prefix)
+    return caffe.Net(adapted, caffe.TEST, weights=weights)
 
 
 def apply_config(args):

@@ -15,8 +15,8 @@ import os.path as osp
 import cv2
 
 import _init_paths  # noqa: F401
-from _common import add_common_args, add_net_args, apply_config, fail, init_caffe, open_test_net, require_imdb, \
-    require_net_files
+from _common import add_common_args, add_net_args, apply_config, fail, init_caffe, open_test_net, \
+    require_imdb, require_net_files
 from fast_rcnn.config import cfg
 from fast_rcnn.test import draw_detections, im_detect, postprocess_detections
 from utils.timer import Timer
@@ -44,7 +44,7 @@ def main(argv=None):
     imdb = require_imdb(args.imdb_name)
     init_caffe()
     os.makedirs(args.out_dir, exist_ok=True)
-    net = open_test_net(args, imdb.num_classes, args.out_dir, prefix='demo_')
+    net = open_test_net(args.prototxt, args.caffemodel, imdb.num_classes, args.out_dir, prefix='demo_')
     timer = Timer()
     for path in args.images:
         im = cv2.imread(path)
@@ -56,7 +56,8 @@ def main(argv=None):
         timer.toc()
         out = osp.join(args.out_dir, osp.splitext(osp.basename(path))[0] + '_detections.png')
         cv2.imwrite(out, draw_detections(im, dets, imdb.classes, thresh=args.conf))
-        found = ', '.join(f'{imdb.classes[j]} {d[k, 4]:.2f}' for j, d in enumerate(dets) for k in range(len(d)))
+        found = ', '.join(f'{imdb.classes[j]} {d[k, 4]:.2f}'
+                          for j, d in enumerate(dets) for k in range(len(d)))
         print(f'{path}: {timer.diff:.3f}s, {found or "no detections"} -> {out}', flush=True)
 
 

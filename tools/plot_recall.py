@@ -46,7 +46,8 @@ def main(argv=None):
         for top in args.top:
             result = imdb.evaluate_recall(boxes, thresholds=THRESHOLDS, limit=top)
             label = f'{osp.splitext(osp.basename(path))[0]} top {top} (AR {result["ar"]:.3f})'
-            print(label, ' '.join(f'{t:.2f}:{r:.3f}' for t, r in zip(THRESHOLDS, result['recalls'])), flush=True)
+            recalls = ' '.join(f'{t:.2f}:{r:.3f}' for t, r in zip(THRESHOLDS, result['recalls']))
+            print(label, recalls, flush=True)
             ax.plot(THRESHOLDS, result['recalls'], marker='.', label=label)
     ax.set_xlabel('IoU overlap ratio')
     ax.set_ylabel('recall')

@@ -35,7 +35,7 @@ def main(argv=None):
     pprint.pprint(cfg)
     init_caffe()
     output_dir = get_output_dir(imdb.name)
-    net = open_test_net(args, imdb.num_classes, osp.join(output_dir, 'prototxt'))
+    net = open_test_net(args.prototxt, args.caffemodel, imdb.num_classes, osp.join(output_dir, 'prototxt'))
     proposals = imdb_proposals(net, imdb)
     path = args.out or osp.join(output_dir, osp.splitext(osp.basename(args.caffemodel))[0] + '_proposals.npz')
     save_box_list(path, imdb.image_index, proposals)

@@ -39,7 +39,8 @@ def main(argv=None):
     print('Using config:', flush=True)
     pprint.pprint(cfg)
     init_caffe()
-    net = open_test_net(args, imdb.num_classes, osp.join(get_output_dir(imdb.name), 'prototxt'), prefix='test_')
+    proto_dir = osp.join(get_output_dir(imdb.name), 'prototxt')
+    net = open_test_net(args.prototxt, args.caffemodel, imdb.num_classes, proto_dir, prefix='test_')
     net.name = osp.splitext(osp.basename(args.caffemodel))[0]
     max_per_image = cfg.TEST.MAX_PER_IMAGE if args.max_per_image is None else args.max_per_image
     _, mean_ap = test_net(net, imdb, max_per_image=max_per_image, thresh=cfg.TEST.SCORE_THRESH, vis=args.vis)

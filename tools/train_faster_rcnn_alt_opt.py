@@ -25,8 +25,8 @@ from concurrent.futures import ProcessPoolExecutor
 import multiprocessing as mp
 
 import _init_paths  # noqa: F401
-from _common import add_common_args, apply_config, fail, init_caffe, require_imdb, require_weights, \
-    adapt_to_imdb
+from _common import adapt_to_imdb, add_common_args, apply_config, fail, init_caffe, open_test_net, \
+    require_imdb, require_weights
 from fast_rcnn.config import cfg, get_output_dir
 from fast_rcnn.models import adapt_solver, read_solver
 
@@ -143,15 +143,13 @@ def _generate_proposals(parent_cfg, stage_name, imdb_name, rpn_model, rpn_test_p
     _use_cfg(parent_cfg)
     cfg.TEST.RPN_PRE_NMS_TOP_N = TRAIN_PROPOSALS_PRE_NMS
     cfg.TEST.RPN_POST_NMS_TOP_N = TRAIN_PROPOSALS_POST_NMS
-    import caffe
     from datasets.factory import get_imdb
     from datasets.imdb import save_box_list
     from rpn.generate import imdb_proposals
     init_caffe()
     imdb = get_imdb(imdb_name)
     output_dir = get_output_dir(imdb.name)
-    prototxt = adapt_to_imdb(rpn_test_prototxt, imdb.num_classes, osp.join(output_dir, 'prototxt'))
-    net = caffe.Net(prototxt, caffe.TEST, weights=rpn_model)
+    net = open_test_net(rpn_test_prototxt, rpn_model, imdb.num_classes, osp.join(output_dir, 'prototxt'))
     proposals = imdb_proposals(net, imdb)
     path = osp.join(output_dir, osp.splitext(osp.basename(rpn_model))[0] + '_proposals.npz')
     save_box_list(path, imdb.image_index, proposals)
@@ -184,14 +182,13 @@ def _assemble_final_model(parent_cfg, imdb_name, test_prototxt, rpn_model, fast_
     else means the stages were not chained correctly and is an error.
     """
     _use_cfg(parent_cfg)
-    import caffe
     import numpy as np
     from datasets.factory import get_imdb
     init_caffe()
     imdb = get_imdb(imdb_name)
-    prototxt = adapt_to_imdb(test_prototxt, imdb.num_classes, osp.join(get_output_dir(imdb.name), 'prototxt'))
-    net = caffe.Net(prototxt, caffe.TEST, weights=fast_rcnn_model)
-    rpn_net = caffe.Net(prototxt, caffe.TEST, weights=rpn_model)
+    proto_dir = osp.join(get_output_dir(imdb.name), 'prototxt')
+    net = open_test_net(test_prototxt, fast_rcnn_model, imdb.num_classes, proto_dir)
+    rpn_net = open_test_net(test_prototxt, rpn_model, imdb.num_classes, proto_dir)
     rpn_layers = _rpn_layer_names(net)
     for name in rpn_layers:
         for dst, src in zip(net.params[name], rpn_net.params[name]):
@@ -204,7 +201,8 @@ def _assemble_final_model(parent_cfg, imdb_name, test_prototxt, rpn_model, fast_
                                  f'stage 4 must keep the stage-3 convs frozen')
     net.save(final_path)
     print(f'Final model (shared {", ".join(shared)}; RPN {", ".join(rpn_layers)} from '
-          f'{osp.basename(rpn_model)}; the rest from {osp.basename(fast_rcnn_model)}): {final_path}', flush=True)
+          f'{osp.basename(rpn_model)}; the rest from {osp.basename(fast_rcnn_model)}): {final_path}',
+          flush=True)
     return final_path
 
 

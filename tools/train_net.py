@@ -52,7 +52,8 @@ def main(argv=None):
     output_dir = get_output_dir(imdb.name)
     print(f'Output will be saved to {output_dir}', flush=True)
     proto_dir = osp.join(output_dir, 'prototxt')
-    train_prototxt = adapt_to_imdb(osp.join(cfg.ROOT_DIR, solver_param.train_net), imdb.num_classes, proto_dir)
+    train_prototxt = adapt_to_imdb(osp.join(cfg.ROOT_DIR, solver_param.train_net), imdb.num_classes,
+                                   proto_dir)
     solver = adapt_solver(args.solver, osp.join(proto_dir, osp.basename(args.solver)), train_prototxt)
     model_paths = train_net(solver, roidb, output_dir, pretrained_model=args.pretrained_model,
                             max_iters=max_iters, resume=args.resume)
