@@ -13,9 +13,12 @@ Choices where the devkit is silent or degenerate (documented, never a crash):
 - a class with no non-difficult gt has recall 0 everywhere and AP 0 (the released Python port divides by
   zero and gives NaN);
 - no detections give AP 0;
-- the VOC07 thresholds are exactly t = k / 10, k = 0..10. The released Python port used
-  ``np.arange(0., 1.1, 0.1)``, whose 0.3, 0.6 and 0.7 are one ulp above k / 10, so a recall of exactly
-  3/10, 6/10 or 7/10 missed its threshold there.
+- the VOC07 thresholds are MATLAB's ``0:0.1:1`` as VOCevaldet builds them (``VOC07_THRESHOLDS``), the
+  values the paper's numbers were computed with. MATLAB's colon operator computes the first half as
+  ``k*0.1`` and the second half as ``1-(10-k)*0.1`` (the middle, 0.5, exactly). So the fourth threshold is
+  ``3*0.1``, one ulp above 0.3, and a recall of exactly 3/10 does not reach it, while 0.6 and 0.7 are the
+  nearest doubles and a recall of 6/10 or 7/10 does. (The released Python port used
+  ``np.arange(0., 1.1, 0.1)``, which also puts 0.6 and 0.7 one ulp high.)
 """
 
 import hashlib
@@ -30,6 +33,21 @@ from utils.cython_bbox import bbox_overlaps
 
 # Bumped whenever the annotation cache layout changes, so old caches are rebuilt.
 _CACHE_VERSION = 1
+
+
+def matlab_colon(start, step, stop):
+    """The doubles MATLAB's ``start:step:stop`` yields (its colon operator, as documented by MathWorks):
+    ``n = round((stop - start) / step)``; element k is ``start + k*step`` in the first half and
+    ``stop - (n-k)*step`` in the second; for even n the middle element is ``(start + stop) / 2``."""
+    n = int(round((stop - start) / step))
+    values = [start + k * step if 2 * k < n else stop - (n - k) * step for k in range(n + 1)]
+    if n % 2 == 0:
+        values[n // 2] = (start + stop) / 2
+    return np.array(values, dtype=np.float64)
+
+
+# VOCevaldet's 11 recall thresholds, ``t = 0:0.1:1`` in MATLAB.
+VOC07_THRESHOLDS = matlab_colon(0.0, 0.1, 1.0)
 
 
 def parse_rec(filename):
@@ -107,7 +125,7 @@ def read_detections(detpath, known_ids):
 def voc_ap(rec, prec, use_07_metric=False):
     """Average precision from a recall / precision curve (arrays in detection order).
 
-    ``use_07_metric``: VOC2007 11-point: mean over t = 0, 0.1, ..., 1 of the maximum precision at
+    ``use_07_metric``: VOC2007 11-point: mean over t in ``VOC07_THRESHOLDS`` (MATLAB's 0:0.1:1) of the maximum precision at
     recall >= t (0 when no recall reaches t). Otherwise (VOC2010+): the area under the precision envelope
     (precision made monotonically non-increasing), summed where recall changes.
     """
@@ -115,7 +133,7 @@ def voc_ap(rec, prec, use_07_metric=False):
     prec = np.asarray(prec, dtype=np.float64)
     if use_07_metric:
         # summed, then divided once: 11 x (1 / 11) would not add up to exactly 1
-        maxima = [prec[rec >= t].max() if (rec >= t).any() else 0.0 for t in np.arange(11) / 10.0]
+        maxima = [prec[rec >= t].max() if (rec >= t).any() else 0.0 for t in VOC07_THRESHOLDS]
         return float(np.sum(maxima) / 11.0)
     mrec = np.concatenate(([0.0], rec, [1.0]))
     mpre = np.concatenate(([0.0], prec, [0.0]))

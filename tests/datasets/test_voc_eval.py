@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from datasets.voc_eval import voc_ap, voc_eval
+from datasets.voc_eval import VOC07_THRESHOLDS, voc_ap, voc_eval
 
 G = (1, 1, 10, 10)
 H = (21, 21, 40, 40)
@@ -155,10 +155,30 @@ def test_annotation_cache_is_json_and_follows_edits(tmp_path):
     assert len(os.listdir(tmp_path / 'cache')) == 2
 
 
-def test_voc07_thresholds_are_exact_tenths():
-    # Recall exactly 3/10 reaches t = 0.3 (np.arange(0, 1.1, 0.1) would give 0.30000000000000004): 4/11.
-    assert voc_ap(np.array([1, 2, 3]) / 10, [1.0, 1.0, 1.0], use_07_metric=True) == pytest.approx(4 / 11)
-    assert voc_ap(np.array([7]) / 10, [0.5], use_07_metric=True) == pytest.approx(8 * 0.5 / 11)
+def test_voc07_thresholds_are_matlabs_colon():
+    # MATLAB 0:0.1:1: k*0.1 up to the middle, 0.5 exactly, then 1-(10-k)*0.1.
+    expected = [0.0, 0.1, 0.2, 3 * 0.1, 4 * 0.1, 0.5, 1 - 4 * 0.1, 1 - 3 * 0.1, 1 - 2 * 0.1, 1 - 0.1, 1.0]
+    assert VOC07_THRESHOLDS.tolist() == expected
+    assert VOC07_THRESHOLDS[3] == np.nextafter(0.3, 1)  # one ulp above 0.3
+    assert VOC07_THRESHOLDS[6] == 0.6 and VOC07_THRESHOLDS[7] == 0.7  # the nearest doubles
+
+
+def test_recall_of_exactly_three_tenths_misses_the_devkit_threshold():
+    # rec 3/10 < 3*0.1: thresholds 0, 0.1, 0.2 are reached, 0.3 is not -> 3/11.
+    assert voc_ap(np.array([1, 2, 3]) / 10, [1.0, 1.0, 1.0], use_07_metric=True) == 3 / 11
+
+
+@pytest.mark.parametrize('tenths, reached', [(6, 7), (7, 8)])
+def test_recall_of_exactly_six_or_seven_tenths_reaches_its_threshold(tenths, reached):
+    # 6/10 reaches t = 0 .. 0.6 (7 thresholds), 7/10 reaches t = 0 .. 0.7 (8 thresholds).
+    assert voc_ap(np.array([tenths]) / 10, [0.5], use_07_metric=True) == pytest.approx(reached * 0.5 / 11)
+
+
+def test_voc07_ap_through_voc_eval_with_three_of_ten_found(tmp_path):
+    # 10 dogs in 10 images, 3 found with perfect boxes: recall exactly 0.3 -> AP 3/11 (devkit), not 4/11.
+    gts = {f'i{k}': [('dog', G, False)] for k in range(10)}
+    _, _, ap = evaluate(tmp_path, gts, [(f'i{k}', 0.9 - k / 100, G) for k in range(3)])
+    assert ap == pytest.approx(3 / 11, abs=1e-12)
 
 
 def test_area_metric_uses_the_precision_envelope():
