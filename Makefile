@@ -54,8 +54,19 @@ $(VENV_STAMP): requirements.txt
 	  $(PYTHON) -m venv $(VENV) || { echo "ERROR: '$(PYTHON) -m venv' failed: on Debian's python3 install python3-venv." >&2; exit 1; }; \
 	fi
 	@echo "==> installing requirements.txt into .venv"
-	@$(PY) -m pip install -q -r requirements.txt \
-	  || { echo "ERROR: pip install -r requirements.txt failed (see above): check the network, then re-run make." >&2; exit 1; }
+	@# OpenCV's wheels all write the same cv2 package: remove those requirements.txt does not name, then
+	@# reinstall the named one over the files the removal took from it.
+	@removed=0; \
+	for dist in opencv-python opencv-python-headless opencv-contrib-python opencv-contrib-python-headless; do \
+	  if ! grep -q "^$$dist==" requirements.txt && $(PY) -m pip show -q $$dist 2>/dev/null; then \
+	    $(PY) -m pip uninstall -y -q $$dist; removed=1; \
+	  fi; \
+	done; \
+	$(PY) -m pip install -q -r requirements.txt \
+	  || { echo "ERROR: pip install -r requirements.txt failed (see above): check the network, then re-run make." >&2; exit 1; }; \
+	if [ $$removed = 1 ]; then \
+	  $(PY) -m pip install -q --force-reinstall --no-deps $$(grep '^opencv' requirements.txt); \
+	fi
 	@touch $@
 
 caffe: deps venv
