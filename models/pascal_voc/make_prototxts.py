@@ -35,6 +35,8 @@ DROPOUT_RATIO = 0.5
 TEST_INPUT_SHAPE = (1, 3, 224, 224)
 # im_info = (height, width, scale).
 IM_INFO_DIM = 3
+# A RoI = (image index in the batch, x1, y1, x2, y2).
+ROI_DIM = 5
 
 # Solver settings shared by every stage (the released values).
 SOLVER_BASE = {'base_lr': 0.001, 'lr_policy': 'step', 'gamma': 0.1}
@@ -88,6 +90,9 @@ class Arch:
     always_frozen: tuple
     # The released alt-opt ZF nets name the RPN conv 'rpn_conv1'; every other net names it 'rpn_conv/3x3'.
     alt_opt_rpn_names: RpnNames
+    # Tops of the head's two losses: the released ZF nets write (cls_loss, bbox_loss), VGG-16's
+    # (loss_cls, loss_bbox); log parsers rely on them.
+    head_loss_tops: tuple = ('cls_loss', 'bbox_loss')
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -290,7 +295,7 @@ ZF = Arch(dirname='ZF', net_name='ZF', backbone=zf_backbone, feature_blob='conv5
 VGG16 = Arch(dirname='VGG16', net_name='VGG_ILSVRC_16_layers', backbone=vgg16_backbone, feature_blob='conv5_3',
              feature_channels=512, rpn_channels=512, pooled_size=7, roi_pool_name='roi_pool5',
              dropout_scale_train=True, snapshot_name='vgg16', always_frozen=('conv1_', 'conv2_'),
-             alt_opt_rpn_names=STANDARD_RPN)
+             alt_opt_rpn_names=STANDARD_RPN, head_loss_tops=('loss_cls', 'loss_bbox'))
 ARCHS = (ZF, VGG16)
 
 
@@ -355,10 +360,11 @@ def fast_rcnn_layers(arch, params, test):
     ]
 
 
-def fast_rcnn_loss_layers():
+def fast_rcnn_loss_layers(arch):
     """Classification and box-regression losses of the head (SmoothL1 with sigma 1)."""
-    return [softmax_loss('loss_cls', 'cls_score', 'labels', 'cls_loss'),
-            smooth_l1_loss('loss_bbox', 'bbox_', 'bbox_loss')]
+    cls_top, bbox_top = arch.head_loss_tops
+    return [softmax_loss('loss_cls', 'cls_score', 'labels', cls_top),
+            smooth_l1_loss('loss_bbox', 'bbox_', bbox_top)]
 
 
 def frozen_fc_layers(arch):
@@ -387,10 +393,12 @@ def fast_rcnn_data_layer():
                         num_classes_param())
 
 
-def test_inputs():
-    """Net inputs of the test nets (placeholder shapes; the test code reshapes them)."""
+def test_inputs(second='im_info'):
+    """Net inputs of the test nets (placeholder shapes; the test code reshapes them): ``data`` and
+    ``im_info`` (RPN nets) or ``rois`` (R x 5 ``[level, x1, y1, x2, y2]``, Fast R-CNN nets)."""
+    dims = {'im_info': [1, IM_INFO_DIM], 'rois': [1, ROI_DIM]}[second]
     return render({'input': 'data', 'input_shape': {'dim': list(TEST_INPUT_SHAPE)}}) + \
-        render({'input': 'im_info', 'input_shape': {'dim': [1, IM_INFO_DIM]}})
+        render({'input': second, 'input_shape': {'dim': dims}})
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -427,7 +435,7 @@ def fast_rcnn_stage_train(arch, frozen_shared):
     names = arch.alt_opt_rpn_names
     return net_text(arch, data_section(fast_rcnn_data_layer()), [
         backbone_section(arch, frozen_shared),
-        section('Fast R-CNN', fast_rcnn_layers(arch, LEARNED, test=False) + fast_rcnn_loss_layers()),
+        section('Fast R-CNN', fast_rcnn_layers(arch, LEARNED, test=False) + fast_rcnn_loss_layers(arch)),
         section('RPN (frozen, only carried into the snapshot)',
                 rpn_layers(arch, names, FROZEN, test=False) + [silence('rpn_cls_score'),
                                                                silence('rpn_bbox_pred')]),
@@ -465,7 +473,24 @@ def end2end_train(arch):
                 rpn_loss_layers()),
         # Proposals are treated as fixed boxes: no gradient flows through their coordinates.
         section('Proposals', proposal_layers(['rpn_rois'], cut_backward=True) + [proposal_target]),
-        section('Fast R-CNN', fast_rcnn_layers(arch, LEARNED, test=False) + fast_rcnn_loss_layers()),
+        section('Fast R-CNN', fast_rcnn_layers(arch, LEARNED, test=False) + fast_rcnn_loss_layers(arch)),
+    ])
+
+
+def fast_rcnn_train(arch):
+    """Fast R-CNN on precomputed proposals (SS, EB, dense windows or an RPN's file), from ImageNet."""
+    return net_text(arch, data_section(fast_rcnn_data_layer()), [
+        backbone_section(arch),
+        section('Fast R-CNN', fast_rcnn_layers(arch, LEARNED, test=False) + fast_rcnn_loss_layers(arch)),
+    ])
+
+
+def fast_rcnn_test(arch):
+    """Fast R-CNN at test time on given proposals ``rois``: ``cls_prob`` and ``bbox_pred``."""
+    return net_text(arch, test_inputs('rois'), [
+        backbone_section(arch, test=True),
+        section('Fast R-CNN', fast_rcnn_layers(arch, NO_MULTIPLIERS, test=True) +
+                [{'name': 'cls_prob', 'type': 'Softmax', 'bottom': 'cls_score', 'top': 'cls_prob'}]),
     ])
 
 
@@ -501,11 +526,28 @@ def end2end_files(arch):
     }
 
 
+def fast_rcnn_files(arch):
+    """``{filename: text}`` of an arch's fast_rcnn directory (the released Fast R-CNN solver: 40k
+    iterations, step at 30k, passed by the tools)."""
+    rel = f'{REPO_MODELS_DIR}/{arch.dirname}/fast_rcnn'
+    return {
+        'train.prototxt': fast_rcnn_train(arch),
+        'test.prototxt': fast_rcnn_test(arch),
+        'solver.prototxt': solver_text(f'{rel}/train.prototxt', FAST_RCNN_STEPSIZE,
+                                       f'{arch.snapshot_name}_fast_rcnn'),
+    }
+
+
+# Sub-directory of each arch -> the function writing its files.
+SUBDIRS = (('faster_rcnn_alt_opt', alt_opt_files), ('faster_rcnn_end2end', end2end_files),
+           ('fast_rcnn', fast_rcnn_files))
+
+
 def all_files():
     """``{path relative to models/pascal_voc: text}`` of every generated file."""
     files = {}
     for arch in ARCHS:
-        for subdir, make in (('faster_rcnn_alt_opt', alt_opt_files), ('faster_rcnn_end2end', end2end_files)):
+        for subdir, make in SUBDIRS:
             for name, text in make(arch).items():
                 files[osp.join(arch.dirname, subdir, name)] = text
     return files

@@ -84,6 +84,10 @@ SCHEDULES = {  # solver file -> (train net file, max_iter, snapshot prefix)
     'faster_rcnn_end2end': {
         'solver.prototxt': ('train.prototxt', 10500, 'tiny_faster_rcnn'),
     },
+    # Fast R-CNN on external proposals (SS, EB, dense windows): as long as the alt-opt Fast R-CNN stages.
+    'fast_rcnn': {
+        'solver.prototxt': ('train.prototxt', 4000, 'tiny_fast_rcnn'),
+    },
 }
 
 
@@ -184,7 +188,7 @@ def solver(subdir, train_net, max_iter, snapshot_prefix):
 def all_files():
     """``{path relative to models/synth: text}`` of every generated file."""
     files = {}
-    for subdir, make in (('faster_rcnn_alt_opt', voc.alt_opt_files), ('faster_rcnn_end2end', voc.end2end_files)):
+    for subdir, make in voc.SUBDIRS:
         for name, text in make(TINY).items():
             if 'solver' in name:
                 continue

@@ -31,7 +31,10 @@ ALT_OPT_TRAIN = {'stage1_rpn_train.pt': True, 'stage1_fast_rcnn_train.pt': False
                  'stage2_rpn_train.pt': True, 'stage2_fast_rcnn_train.pt': False}
 TRAIN_NETS = [(arch, f'faster_rcnn_alt_opt/{name}', has_rpn)
               for arch in ARCHS for name, has_rpn in ALT_OPT_TRAIN.items()] + \
-             [(arch, 'faster_rcnn_end2end/train.prototxt', True) for arch in ARCHS]
+             [(arch, 'faster_rcnn_end2end/train.prototxt', True) for arch in ARCHS] + \
+             [(arch, 'fast_rcnn/train.prototxt', False) for arch in ARCHS]
+# The head's loss tops as released: ZF (cls_loss, bbox_loss), VGG-16 (loss_cls, loss_bbox).
+HEAD_LOSSES = {'ZF': {'cls_loss', 'bbox_loss'}, 'VGG16': {'loss_cls', 'loss_bbox'}}
 TEST_NETS = [(arch, name) for arch in ARCHS for name in
              ('faster_rcnn_alt_opt/rpn_test.pt', 'faster_rcnn_alt_opt/faster_rcnn_test.pt',
               'faster_rcnn_end2end/test.prototxt')]
@@ -168,8 +171,8 @@ def test_dropout_convention(arch):
     paths = glob.glob(_path(arch, '*/*.pt')) + glob.glob(_path(arch, '*/*.prototxt'))
     dropouts = [layer for p in paths if 'solver' not in p for layer in read_net(p).layer
                 if layer.type == 'Dropout']
-    # drop6 + drop7 in the 5 nets with a trained or tested head (the RPN stages carry fc6/fc7 without dropout)
-    assert len(dropouts) == 2 * 5
+    # drop6 + drop7 in the 7 nets with a trained or tested head (the RPN stages carry fc6/fc7 without dropout)
+    assert len(dropouts) == 2 * 7
     for layer in dropouts:
         assert layer.dropout_param.dropout_ratio == pytest.approx(0.5)
         assert layer.dropout_param.scale_train is (arch == 'VGG16')
@@ -361,7 +364,7 @@ def test_train_net_forward_backward(arch, rel, has_rpn, image_path, caffe_cpu):
         net.backward()
 
     expected_losses = ({'rpn_cls_loss', 'rpn_loss_bbox'} if has_rpn else set()) | \
-        ({'cls_loss', 'bbox_loss'} if end2end or not has_rpn else set())
+        (HEAD_LOSSES[arch] if end2end or not has_rpn else set())
     assert set(losses) == expected_losses
     for name, value in losses.items():
         assert np.isfinite(value).all() and float(value) > 0, (name, value)
@@ -405,3 +408,28 @@ def test_test_net_forward(arch, rel, caffe_cpu):
         assert out['cls_prob'].shape == (len(rois), VOC_CLASSES)
         np.testing.assert_allclose(out['cls_prob'].sum(axis=1), 1.0, rtol=1e-5)
         assert out['bbox_pred'].shape == (len(rois), 4 * VOC_CLASSES)
+
+
+@pytest.mark.parametrize('arch', ARCHS)
+def test_fast_rcnn_test_net_forward(arch, caffe_cpu):
+    """The Fast R-CNN test net takes proposals as an input: class probabilities and 4K deltas per RoI."""
+    net = caffe.Net(_path(arch, 'fast_rcnn/test.prototxt'), caffe.TEST)
+    assert 'im_info' not in net.blobs and not any(layer.type == 'Python' for layer in net.layers)
+    _randomize(net, np.random.default_rng(3))
+    rng = np.random.default_rng(4)
+    rois = np.array([[0, 0, 0, 99, 99], [0, 100, 50, 699, 499], [0, 0, 0, IM_W - 1, IM_H - 1]], np.float32)
+    net.blobs['data'].reshape(1, 3, IM_H, IM_W)
+    net.blobs['rois'].reshape(*rois.shape)
+    out = net.forward(data=rng.normal(0, 50, (1, 3, IM_H, IM_W)).astype(np.float32), rois=rois)
+    assert set(out) == {'cls_prob', 'bbox_pred'}
+    assert out['cls_prob'].shape == (3, VOC_CLASSES)
+    np.testing.assert_allclose(out['cls_prob'].sum(axis=1), 1.0, rtol=1e-5)
+    assert out['bbox_pred'].shape == (3, 4 * VOC_CLASSES)
+
+
+@pytest.mark.parametrize('arch', ARCHS)
+def test_fast_rcnn_nets_share_the_detector_layer_names(arch):
+    """A Fast R-CNN model loads into the alt-opt detector by name: same parameter layers, minus the RPN."""
+    fast = _param_layer_names(read_net(_path(arch, 'fast_rcnn/test.prototxt')))
+    full = _param_layer_names(read_net(_path(arch, 'faster_rcnn_alt_opt/faster_rcnn_test.pt')))
+    assert fast == {name for name in full if not name.startswith('rpn')}
