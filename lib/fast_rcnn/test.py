@@ -11,6 +11,7 @@ split point is the RoI pooling layer and the proposal segment is empty. Splittin
 computes exactly what one ``net.forward()`` computes.
 """
 
+import json
 import os
 import os.path as osp
 import time
@@ -22,7 +23,7 @@ from fast_rcnn.bbox_transform import bbox_transform_inv, clip_boxes
 from fast_rcnn.config import cfg, get_output_dir
 from fast_rcnn.nms_wrapper import nms
 from utils.blob import im_list_to_blob, prep_im_for_blob
-from utils.timer import Timer
+from utils.timer import Timer, format_eta
 
 # The released models' blob names.
 PROPOSAL_TOP = 'rois'
@@ -242,12 +243,6 @@ def draw_detections(im, dets_per_class, class_names, thresh=0.5):
     return out
 
 
-def format_eta(seconds):
-    """``h:mm:ss`` for a duration in seconds."""
-    seconds = int(round(seconds))
-    return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
-
-
 def _proposals_for_testing(imdb):
     """Per-image proposal boxes (N×4, gt excluded) for a Fast R-CNN net, or None for an RPN net."""
     if cfg.TEST.HAS_RPN:
@@ -259,7 +254,8 @@ def test_net(net, imdb, max_per_image=100, thresh=0.05, vis=False):
     """Detect on every image of ``imdb``, save the detections and evaluate them.
 
     Post-processing per ``postprocess_detections`` with ``cfg.TEST.NMS``. Detections go to
-    ``<output>/detections.npz`` (see ``save_detections``) under ``get_output_dir(imdb.name, net.name)``;
+    ``<output>/detections.npz`` (see ``save_detections``) under ``get_output_dir(imdb.name, net.name)``, the
+    mean milliseconds per image of each timed segment and the regions per image to ``<output>/timing.json``;
     with ``vis`` each image's detections (score ≥ 0.5) are drawn to ``<output>/vis/<image id>.png``.
     Returns ``(all_boxes, result)`` where ``result`` is what ``imdb.evaluate_detections`` returns.
     """
@@ -268,12 +264,14 @@ def test_net(net, imdb, max_per_image=100, thresh=0.05, vis=False):
     output_dir = get_output_dir(imdb.name, net.name)
     proposals = _proposals_for_testing(imdb)
     timers = {name: Timer() for name in SEGMENTS + ('misc',)}
+    num_regions = []
     start = time.perf_counter()
     for i in range(num_images):
         im = cv2.imread(imdb.image_path_at(i))
         if im is None:
             raise FileNotFoundError(f'cannot read image {imdb.image_path_at(i)}')
         scores, boxes = im_detect(net, im, None if proposals is None else proposals[i], timers)
+        num_regions.append(scores.shape[0])
         timers['misc'].tic()
         dets = postprocess_detections(scores, boxes, thresh, cfg.TEST.NMS, max_per_image)
         for j in range(imdb.num_classes):
@@ -289,7 +287,12 @@ def test_net(net, imdb, max_per_image=100, thresh=0.05, vis=False):
             print(f'im_detect: {i + 1}/{num_images} ({per_image}) '
                   f'ETA {format_eta(elapsed / (i + 1) * (num_images - i - 1))}', flush=True)
     summary = ', '.join(f'{name} {timers[name].average_time * 1000:.1f} ms' for name in timers)
-    print(f'Mean time per image: {summary}', flush=True)
+    print(f'Mean time per image: {summary}; {np.mean(num_regions):.1f} regions per image', flush=True)
+    timing = {'device': 'cpu' if cfg.GPU_ID < 0 else f'gpu {cfg.GPU_ID}', 'num_images': num_images,
+              'regions_per_image': float(np.mean(num_regions)),
+              'ms_per_image': {name: timers[name].average_time * 1000 for name in timers}}
+    with open(osp.join(output_dir, 'timing.json'), 'w', encoding='utf-8') as f:
+        json.dump(timing, f, indent=2)
     det_file = osp.join(output_dir, 'detections.npz')
     save_detections(det_file, all_boxes, imdb.image_index)
     print(f'Wrote detections to {det_file}', flush=True)

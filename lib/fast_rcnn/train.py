@@ -29,8 +29,8 @@ import numpy as np
 import caffe
 from fast_rcnn.config import cfg
 from fast_rcnn.models import read_solver, write_message
-from fast_rcnn.test import format_eta
 import roi_data_layer.roidb as rdl_roidb
+from utils.timer import format_eta
 
 # The detection head's regression layer; its outputs are the 4K normalised deltas while training.
 BBOX_PRED_LAYER = 'bbox_pred'

@@ -11,7 +11,10 @@ import cv2
 import numpy as np
 
 from fast_rcnn.config import cfg
-from fast_rcnn.test import format_eta, get_image_blob
+from fast_rcnn.test import get_image_blob
+from rpn.generate_anchors import shifted_anchors
+from rpn.proposal import generate_proposals_with_anchors
+from utils.timer import format_eta
 
 
 def im_proposals(net, im):
@@ -52,3 +55,48 @@ def imdb_proposals(net, imdb):
             print(f'im_proposals: {i + 1}/{imdb.num_images} {elapsed / (i + 1):.3f}s/image '
                   f"ETA {format_eta(eta)}", flush=True)
     return proposals
+
+
+def anchor_proposal_sizes(net, imdb, proposal_layer='proposal'):
+    """The learned average proposal size per anchor (the paper's table in section 3.1).
+
+    Runs the RPN test net ``net`` over every image of ``imdb`` and re-derives its proposals with
+    ``cfg.TEST``'s settings (exactly the proposal layer's computation) keeping, for each proposal, the anchor
+    it was decoded from. Returns a list over the A reference anchors of dicts ``anchor`` (``[w, h]`` of the
+    reference box), ``count`` (proposals it produced) and ``mean_w``, ``mean_h`` (their mean size), all in
+    scaled-input pixels, i.e. "for s = cfg.TEST.SCALES[0]" as in the paper.
+    """
+    layer = net.layers[list(net._layer_names).index(proposal_layer)]
+    anchors, stride = np.asarray(layer.anchors), layer.feat_stride
+    num_anchors = len(anchors)
+    sums = np.zeros((num_anchors, 2))
+    counts = np.zeros(num_anchors, dtype=np.int64)
+    start = time.perf_counter()
+    for i in range(imdb.num_images):
+        im = cv2.imread(imdb.image_path_at(i))
+        if im is None:
+            raise FileNotFoundError(f'cannot read image {imdb.image_path_at(i)}')
+        im_proposals(net, im)
+        im_height, im_width, im_scale = net.blobs['im_info'].data[0, :3]
+        prob = net.blobs['rpn_cls_prob_reshape'].data
+        height, width = prob.shape[-2:]
+        scores = prob[:, num_anchors:, :, :].transpose(0, 2, 3, 1).reshape(-1)
+        deltas = net.blobs['rpn_bbox_pred'].data.transpose(0, 2, 3, 1).reshape(-1, 4)
+        boxes, _, rows = generate_proposals_with_anchors(
+            shifted_anchors(anchors, height, width, stride), deltas, scores, im_height, im_width,
+            min_size=cfg.TEST.RPN_MIN_SIZE * im_scale, pre_nms_top_n=cfg.TEST.RPN_PRE_NMS_TOP_N,
+            post_nms_top_n=cfg.TEST.RPN_POST_NMS_TOP_N, nms_thresh=cfg.TEST.RPN_NMS_THRESH)
+        valid = rows >= 0
+        kinds = rows[valid] % num_anchors
+        sizes = boxes[valid, 2:4] - boxes[valid, 0:2] + 1
+        np.add.at(sums, kinds, sizes)
+        np.add.at(counts, kinds, 1)
+        if (i + 1) % 100 == 0 or i + 1 == imdb.num_images:
+            elapsed = time.perf_counter() - start
+            print(f'anchor sizes: {i + 1}/{imdb.num_images} '
+                  f'ETA {format_eta(elapsed / (i + 1) * (imdb.num_images - i - 1))}', flush=True)
+    ref = anchors[:, 2:4] - anchors[:, 0:2] + 1
+    return [{'anchor': ref[a].tolist(), 'count': int(counts[a]),
+             'mean_w': float(sums[a, 0] / counts[a]) if counts[a] else float('nan'),
+             'mean_h': float(sums[a, 1] / counts[a]) if counts[a] else float('nan')}
+            for a in range(num_anchors)]

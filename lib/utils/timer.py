@@ -32,3 +32,9 @@ class Timer:
         self.calls += 1
         self.average_time = self.total_time / self.calls
         return self.average_time if average else self.diff
+
+
+def format_eta(seconds):
+    """``h:mm:ss`` for a duration in seconds."""
+    seconds = int(round(seconds))
+    return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
