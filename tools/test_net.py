@@ -9,8 +9,9 @@ import os.path as osp
 import pprint
 
 import _init_paths  # noqa: F401
-from _common import add_common_args, add_net_args, apply_config, init_caffe, open_test_net, require_imdb, \
-    require_net_files
+from _common import add_common_args, add_net_args, apply_config, fail, init_caffe, open_test_net, \
+    require_file, require_imdb, require_net_files
+from datasets.imdb import set_proposals
 from fast_rcnn.config import cfg, get_output_dir
 from fast_rcnn.test import test_net
 
@@ -21,6 +22,9 @@ def parse_args(argv=None):
     add_net_args(parser, 'test net definition', 'model weights to test')
     parser.add_argument('--imdb', dest='imdb_name', default='voc_2007_test', help='dataset to test on')
     parser.add_argument('--vis', action='store_true', help='write PNGs of the detections')
+    parser.add_argument('--proposals', default=None,
+                        help='proposals file (.npz, rpn_generate) for a Fast R-CNN net with '
+                             'TEST.PROPOSAL_METHOD rpn')
     parser.add_argument('--num_dets', dest='max_per_image', type=int, default=None,
                         help='max detections per image (default cfg.TEST.MAX_PER_IMAGE)')
     add_common_args(parser)
@@ -33,8 +37,15 @@ def main(argv=None):
     apply_config(args)
     require_net_files(args)
     imdb = require_imdb(args.imdb_name)
+    if args.proposals is not None:
+        require_file(args.proposals, 'proposals file')
     if not cfg.TEST.HAS_RPN:
-        imdb.set_proposal_method(cfg.TEST.PROPOSAL_METHOD)
+        if cfg.TEST.PROPOSAL_METHOD == 'gt':
+            fail('TEST.PROPOSAL_METHOD gt would test on the ground-truth boxes; use selective_search, '
+                 'edge_boxes, dense or rpn (with --proposals), or TEST.HAS_RPN true for a Faster R-CNN net')
+        # Dense windows are laid out on the training-scale image, one set for every test scale.
+        set_proposals(imdb, cfg.TEST.PROPOSAL_METHOD, cfg.PROPOSALS, (cfg.TRAIN.SCALES[0], cfg.TRAIN.MAX_SIZE),
+                      args.proposals)
     print('Called with args:', args, flush=True)
     print('Using config:', flush=True)
     pprint.pprint(cfg)

@@ -9,6 +9,7 @@ import pprint
 import _init_paths  # noqa: F401
 from _common import add_common_args, adapt_to_imdb, apply_config, fail, init_caffe, require_file, \
     require_imdb, require_weights
+from datasets.imdb import set_proposals
 from fast_rcnn.config import cfg, get_output_dir
 from fast_rcnn.models import adapt_solver, read_solver
 from fast_rcnn.train import get_training_roidb, train_net
@@ -24,6 +25,8 @@ def parse_args(argv=None):
     parser.add_argument('--resume', default=None,
                         help='continue from a .solverstate under <output>/train_state/ (same config)')
     parser.add_argument('--imdb', dest='imdb_name', default='voc_2007_trainval', help='dataset to train on')
+    parser.add_argument('--proposals', default=None,
+                        help='proposals file (.npz, rpn_generate) for TRAIN.PROPOSAL_METHOD rpn')
     add_common_args(parser)
     return parser.parse_args(argv)
 
@@ -36,6 +39,8 @@ def main(argv=None):
     require_weights(args.pretrained_model)
     if args.resume is not None:
         require_file(args.resume, 'solver state to resume from')
+    if args.proposals is not None:
+        require_file(args.proposals, 'proposals file')
     imdb = require_imdb(args.imdb_name)
     solver_param = read_solver(args.solver)
     max_iters = args.max_iters or (solver_param.max_iter if solver_param.HasField('max_iter') else 40000)
@@ -47,7 +52,8 @@ def main(argv=None):
     init_caffe()
 
     print(f'Loaded dataset {imdb.name} for training', flush=True)
-    imdb.set_proposal_method(cfg.TRAIN.PROPOSAL_METHOD)
+    set_proposals(imdb, cfg.TRAIN.PROPOSAL_METHOD, cfg.PROPOSALS, (cfg.TRAIN.SCALES[0], cfg.TRAIN.MAX_SIZE),
+                  args.proposals)
     roidb = get_training_roidb(imdb)
     output_dir = get_output_dir(imdb.name)
     print(f'Output will be saved to {output_dir}', flush=True)

@@ -50,6 +50,15 @@ class combined_imdb(imdb):
         """The parts' ground-truth roidbs, concatenated."""
         return [entry for part in self._parts for entry in part.gt_roidb()]
 
+    def external_boxes(self, method):
+        """The parts' non-network proposals (each with its own source, e.g. its released .mat),
+        concatenated; the parts use this imdb's proposal settings."""
+        boxes = []
+        for part in self._parts:
+            part.config.update({k: v for k, v in self.config.items() if k != 'rpn_file'})
+            boxes.extend(part.external_boxes(method))
+        return boxes
+
     def evaluate_detections(self, all_boxes, output_dir):
         """Refused: a combined set is for training; evaluate each part on its own."""
         raise RuntimeError(f'{self.name} is a combined training set and cannot be evaluated; evaluate its '

@@ -29,7 +29,15 @@ RECALL_AREA_RANGES = {
     '512-inf': (512 ** 2, 1e5 ** 2),
 }
 
-PROPOSAL_METHODS = ('gt', 'rpn')
+# 'gt': ground truth only; the others add proposals: 'rpn' from config['rpn_file'], 'selective_search' and
+# 'edge_boxes' computed by datasets.external_proposals (or the released .mat files), 'dense' sliding windows.
+PROPOSAL_METHODS = ('gt', 'rpn', 'selective_search', 'edge_boxes', 'dense')
+# Settings of the non-network proposal methods (config keys of every imdb; tools set them from cfg.PROPOSALS):
+# ss_source 'auto' (the released .mat where the imdb has one, else OpenCV) | 'mat' | 'opencv'; max_boxes and
+# min_size of SS/EB; dense windows: anchors (A x 4, scaled-input pixels), their stride, and the
+# (shorter side, max size) the net input is scaled to.
+DEFAULT_PROPOSAL_CONFIG = {'ss_source': 'auto', 'max_boxes': 2000, 'min_size': 2, 'workers': 0,
+                           'dense_anchors': None, 'dense_stride': 16, 'dense_input_size': (600, 1000)}
 
 
 class imdb:
@@ -52,7 +60,7 @@ class imdb:
         self._roidb = None
         self._proposal_method = 'gt'
         self._flipped_appended = False
-        self.config = {}
+        self.config = dict(DEFAULT_PROPOSAL_CONFIG)
 
     @property
     def name(self):
@@ -86,7 +94,9 @@ class imdb:
         return self._proposal_method
 
     def set_proposal_method(self, method):
-        """Choose the roidb handler: ``'gt'`` (ground truth only) or ``'rpn'`` (gt + ``config['rpn_file']``).
+        """Choose the roidb handler (one of ``PROPOSAL_METHODS``): ``'gt'`` (ground truth only), ``'rpn'``
+        (gt + ``config['rpn_file']``), ``'selective_search'`` / ``'edge_boxes'`` / ``'dense'`` (gt + those
+        proposals, see ``external_boxes``).
 
         Drops an already built roidb, so it must be called before ``append_flipped_images``.
         """
@@ -102,8 +112,12 @@ class imdb:
     def roidb(self):
         """The roidb, built on first access by the handler of the current proposal method."""
         if self._roidb is None:
-            handler = {'gt': self.gt_roidb, 'rpn': self.rpn_roidb}[self._proposal_method]
-            self._roidb = handler()
+            if self._proposal_method == 'gt':
+                self._roidb = self.gt_roidb()
+            elif self._proposal_method == 'rpn':
+                self._roidb = self.rpn_roidb()
+            else:
+                self._roidb = self.proposal_roidb(self.external_boxes(self._proposal_method))
             if len(self._roidb) != self.num_images:
                 raise RuntimeError(f'imdb {self.name}: {self._proposal_method} roidb has {len(self._roidb)} '
                                    f'entries for {self.num_images} images')
@@ -131,10 +145,51 @@ class imdb:
         if not rpn_file:
             raise KeyError(f'imdb {self.name}: proposal method "rpn" needs config["rpn_file"] '
                            '(a proposals .npz written by datasets.imdb.save_box_list)')
+        return self.proposal_roidb(load_box_list(rpn_file, self.image_index))
+
+    def proposal_roidb(self, box_list):
+        """Ground truth merged with ``box_list`` (per image M×4 / M×5 proposals, see
+        ``create_roidb_from_box_list``)."""
         gt_roidb = self.gt_roidb()
-        box_list = load_box_list(rpn_file, self.image_index)
-        rpn_roidb = self.create_roidb_from_box_list(box_list, gt_roidb)
-        return merge_roidbs(gt_roidb, rpn_roidb)
+        return merge_roidbs(gt_roidb, self.create_roidb_from_box_list(box_list, gt_roidb))
+
+    def released_selective_search_file(self):
+        """Path of the released Selective Search ``.mat`` of this imdb, or None when there is none."""
+        return None
+
+    def external_boxes(self, method):
+        """Per-image proposals of a non-network ``method`` (``'selective_search'``, ``'edge_boxes'``,
+        ``'dense'``), original-image pixels, best first. Settings: ``self.config`` (see
+        ``DEFAULT_PROPOSAL_CONFIG``). SS comes from the released .mat when ``ss_source`` is ``'mat'``, or
+        ``'auto'`` and the imdb has one; otherwise SS and EB are computed with OpenCV and cached."""
+        from datasets import external_proposals as ext
+        conf = self.config
+        if method == 'dense':
+            if conf['dense_anchors'] is None:
+                raise KeyError(f'imdb {self.name}: proposal method "dense" needs config["dense_anchors"] '
+                               '(the net\'s anchors; the tools set them from the test net)')
+            from utils.blob import blob_scale
+            target, max_size = conf['dense_input_size']
+            windows = []
+            for i in range(self.num_images):
+                width, height = self.image_size_at(i)
+                scale = blob_scale((height, width), target, max_size)
+                windows.append(ext.dense_windows(width, height, scale, np.asarray(conf['dense_anchors']),
+                                                 conf['dense_stride']))
+            return windows
+        mat = self.released_selective_search_file()
+        if method == 'selective_search' and conf['ss_source'] not in ('auto', 'mat', 'opencv'):
+            raise ValueError(f'imdb {self.name}: ss_source must be auto, mat or opencv, got {conf["ss_source"]!r}')
+        if method == 'selective_search' and (conf['ss_source'] == 'mat' or
+                                             (conf['ss_source'] == 'auto' and mat is not None)):
+            if mat is None:
+                raise FileNotFoundError(f'imdb {self.name} has no released Selective Search file; '
+                                        'use ss_source opencv')
+            return ext.clean_released(ext.load_released_mat(mat, self.image_index), conf['min_size'])
+        _, boxes = ext.imdb_proposals(self, method, osp.join(self.cache_path, 'proposals'),
+                                      max_boxes=conf['max_boxes'], min_size=conf['min_size'],
+                                      workers=conf['workers'] or None)
+        return boxes
 
     def create_roidb_from_box_list(self, box_list, gt_roidb):
         """Roidb entries for proposals.
@@ -226,6 +281,28 @@ class imdb:
         recalls = np.array([(gt_overlaps >= t).sum() / gt_overlaps.size for t in thresholds])
         return {'ar': float(recalls.mean()), 'recalls': recalls, 'thresholds': thresholds,
                 'gt_overlaps': gt_overlaps}
+
+
+def set_proposals(imdb_, method, proposals_cfg, input_size, rpn_file=None):
+    """Choose ``imdb_``'s proposal ``method`` and its settings (call at a tool boundary, before the roidb).
+
+    ``proposals_cfg``: ``cfg.PROPOSALS``; ``input_size``: ``(shorter side, max size)`` of the net input
+    (where dense windows are laid out); ``rpn_file``: the proposals file of method ``'rpn'``.
+    """
+    from rpn.generate_anchors import generate_anchors
+    imdb_.set_proposal_method(method)
+    imdb_.config.update({
+        'ss_source': proposals_cfg.SS_SOURCE, 'max_boxes': proposals_cfg.MAX_BOXES,
+        'min_size': proposals_cfg.MIN_SIZE, 'workers': proposals_cfg.WORKERS,
+        'dense_anchors': generate_anchors(ratios=np.array(proposals_cfg.DENSE_RATIOS),
+                                          scales=np.array(proposals_cfg.DENSE_SCALES)).tolist(),
+        'dense_stride': proposals_cfg.DENSE_STRIDE, 'dense_input_size': tuple(input_size)})
+    if method == 'rpn':
+        if not rpn_file:
+            raise ValueError(f'imdb {imdb_.name}: proposal method "rpn" needs a proposals file (--proposals)')
+        imdb_.config['rpn_file'] = rpn_file
+    for part in getattr(imdb_, 'parts', []):
+        part.config.update(imdb_.config)
 
 
 def as_box_array(boxes, dtype):

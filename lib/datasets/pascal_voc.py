@@ -188,6 +188,7 @@ class pascal_voc(imdb):
         if on_bad_box not in BAD_BOX_POLICIES:
             raise ValueError(f'on_bad_box must be one of {BAD_BOX_POLICIES}, got {on_bad_box!r}')
         self._image_set = image_set
+        self._year = year
         self._devkit_path = devkit_path or osp.join(cfg.DATA_DIR, f'VOCdevkit{year}')
         self._data_path = osp.join(self._devkit_path, dataset_dir or f'VOC{year}')
         self._on_bad_box = on_bad_box
@@ -219,6 +220,13 @@ class pascal_voc(imdb):
         if not osp.isfile(path):
             raise DatasetNotFoundError(f'{self.name}: image not found: {path}')
         return path
+
+    def released_selective_search_file(self):
+        """``<cfg.DATA_DIR>/selective_search_data/<name>.mat`` for a VOC year (the released Fast R-CNN boxes),
+        None for datasets without a year (custom and embedded sets compute theirs with OpenCV)."""
+        if self._year is None:
+            return None
+        return osp.join(cfg.DATA_DIR, 'selective_search_data', f'{self.name}.mat')
 
     def annotation_path(self, index):
         """Path of the annotation XML of image id ``index``."""

@@ -60,7 +60,8 @@ __C.TRAIN.BBOX_INSIDE_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
 __C.TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED = False
 __C.TRAIN.BBOX_NORMALIZE_MEANS = (0.0, 0.0, 0.0, 0.0)
 __C.TRAIN.BBOX_NORMALIZE_STDS = (0.1, 0.1, 0.2, 0.2)
-# Proposal source for Fast R-CNN training: 'gt' (RPN stages, end2end) or 'rpn' (precomputed file).
+# Proposal source for Fast R-CNN training: 'gt' (RPN stages, end2end), 'rpn' (a precomputed file, the tools'
+# --proposals), 'selective_search', 'edge_boxes' or 'dense' (see cfg.PROPOSALS).
 __C.TRAIN.PROPOSAL_METHOD = 'gt'
 # Group images of similar aspect ratio (landscape / portrait) into the same minibatch.
 __C.TRAIN.ASPECT_GROUPING = True
@@ -106,7 +107,8 @@ __C.TEST.SVM = False
 __C.TEST.BBOX_REG = True
 # Proposals come from the net's RPN (True) or from a proposal file (False, Fast R-CNN only).
 __C.TEST.HAS_RPN = False
-# Proposal source when HAS_RPN is False.
+# Proposal source when HAS_RPN is False (Fast R-CNN nets): as TRAIN.PROPOSAL_METHOD ('gt' excepted). The
+# released default is Selective Search.
 __C.TEST.PROPOSAL_METHOD = 'selective_search'
 # RPN proposal settings at test time.
 __C.TEST.RPN_NMS_THRESH = 0.7
@@ -121,6 +123,25 @@ __C.TEST.RPN_USE_REG = True
 # Detection post-processing: keep per-class scores above this, at most this many per image.
 __C.TEST.SCORE_THRESH = 0.05
 __C.TEST.MAX_PER_IMAGE = 100
+
+# --------------------------------------------------------------------------------------------------------
+# Proposals that do not come from a network (datasets.external_proposals)
+# --------------------------------------------------------------------------------------------------------
+__C.PROPOSALS = edict()
+# Selective Search boxes: 'auto' (the released data/selective_search_data/<imdb>.mat for VOC years, OpenCV
+# for other datasets), 'mat' or 'opencv'.
+__C.PROPOSALS.SS_SOURCE = 'auto'
+# SS / EB: at most this many boxes per image ("about 2k" in the paper), sides of at least MIN_SIZE px
+# (the released loader's filter).
+__C.PROPOSALS.MAX_BOXES = 2000
+__C.PROPOSALS.MIN_SIZE = 2
+# Processes computing SS / EB (0: one per core).
+__C.PROPOSALS.WORKERS = 0
+# Dense sliding windows of the one-stage baseline (Table 5): the anchors of generate_anchors with these
+# scales (x 16 px) and ratios at every FEAT_STRIDE px of the training-scale image (released anchors).
+__C.PROPOSALS.DENSE_SCALES = (8, 16, 32)
+__C.PROPOSALS.DENSE_RATIOS = (0.5, 1, 2)
+__C.PROPOSALS.DENSE_STRIDE = 16
 
 # --------------------------------------------------------------------------------------------------------
 # Misc

@@ -35,6 +35,9 @@ class ListImdb(imdb):
     def gt_roidb(self):
         return copy.deepcopy(self._entries)
 
+    def image_size_at(self, i):
+        return self._entries[i]['width'], self._entries[i]['height']
+
 
 def toy():
     """Two images: im1 40 x 30 with a [0,0,9,9] and b [20,20,29,29]; im2 50 x 20 without objects."""
@@ -64,8 +67,9 @@ def test_flip_refuses_invalid_boxes_naming_the_image(box):
 
 def test_set_proposal_method_checks_name_and_order():
     d = toy()
-    with pytest.raises(ValueError, match="unknown proposal method 'selective_search'; known: gt, rpn"):
-        d.set_proposal_method('selective_search')
+    with pytest.raises(ValueError, match="unknown proposal method 'ss'; known: gt, rpn, selective_search, "
+                                         "edge_boxes, dense"):
+        d.set_proposal_method('ss')
     d.append_flipped_images()
     with pytest.raises(RuntimeError, match='before append_flipped_images'):
         d.set_proposal_method('gt')
@@ -201,3 +205,28 @@ def test_proposals_overshooting_by_less_than_a_pixel_are_clipped_so_flipping_wor
                                          r'the 40 x 30 image by a pixel or more'):
         d.create_roidb_from_box_list([np.array([[0, 0, 39, 29], [0, 0, 40, 29]], np.float32), np.zeros((0, 4))],
                                      d.gt_roidb())
+
+
+def test_dense_proposals_are_the_anchor_grid_in_original_pixels():
+    from datasets.imdb import set_proposals
+    from fast_rcnn.config import cfg
+    d = toy()
+    # one 16 x 16 anchor, stride 16; shorter side 30 -> 60: scale 2, so the windows are the anchors / 2
+    cfg_dense = copy.deepcopy(cfg.PROPOSALS)
+    cfg_dense.DENSE_SCALES, cfg_dense.DENSE_RATIOS = (1,), (1,)
+    set_proposals(d, 'dense', cfg_dense, (60, 1000))
+    entry = d.roidb[0]
+    proposals = entry['boxes'][entry['gt_classes'] == 0]
+    # im1 is 40 x 30 -> 80 x 60 input -> 5 x 4 cells; windows [8c, 8r, 8c + 7.5, 8r + 7.5]
+    assert len(proposals) == 20
+    np.testing.assert_array_equal(proposals[:2], [[0, 0, 7.5, 7.5], [8, 0, 15.5, 7.5]])
+    np.testing.assert_array_equal(proposals[-1], [32, 24, 39, 29])  # clipped to the image
+    # the first window covers 8.5 x 8.5 of gt a's 10 x 10 (pixel-inclusive areas)
+    assert entry['gt_overlaps'][len(entry['gt_classes']) - 20, 1] == pytest.approx(8.5 ** 2 / 100)
+
+
+def test_rpn_method_needs_a_file():
+    from datasets.imdb import set_proposals
+    from fast_rcnn.config import cfg
+    with pytest.raises(ValueError, match='needs a proposals file'):
+        set_proposals(toy(), 'rpn', cfg.PROPOSALS, (600, 1000))
