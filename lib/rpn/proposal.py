@@ -45,16 +45,27 @@ def generate_proposals(all_anchors, bbox_deltas, scores, im_height, im_width, mi
     every box is under ``min_size``), the whole image is returned as one proposal with score 0, because
     Caffe's downstream layers (ROIPooling, Softmax) cannot take a blob with zero rows.
     """
+    boxes, scores, _ = generate_proposals_with_anchors(
+        all_anchors, bbox_deltas, scores, im_height, im_width, min_size, pre_nms_top_n, post_nms_top_n,
+        nms_thresh, use_reg=use_reg, use_cls=use_cls, use_nms=use_nms, seed=seed)
+    return boxes, scores
+
+
+def generate_proposals_with_anchors(all_anchors, bbox_deltas, scores, im_height, im_width, min_size,
+                                    pre_nms_top_n, post_nms_top_n, nms_thresh,
+                                    use_reg=True, use_cls=True, use_nms=True, seed=0):
+    """``generate_proposals`` plus, per proposal, the row of ``all_anchors`` it was decoded from
+    (R int64; −1 for the whole-image fallback). Returns ``(boxes, scores, anchor_rows)``."""
     if use_reg:
         boxes = bbox_transform_inv(all_anchors.astype(np.float32), bbox_deltas.astype(np.float32, copy=False))
     else:
         boxes = all_anchors.astype(np.float32)
     boxes = clip_boxes(boxes, (im_height, im_width))
     keep = filter_small_boxes(boxes, min_size)
-    boxes, scores = boxes[keep], scores[keep]
+    boxes, scores, rows = boxes[keep], scores[keep], keep
 
     order = top_n(rank_order(scores, use_cls, seed), pre_nms_top_n)
-    boxes, scores = boxes[order], scores[order]
+    boxes, scores, rows = boxes[order], scores[order], rows[order]
     keep = np.arange(len(order))
     if use_nms:
         # NMS sorts by its score column; feed it the rank so it visits boxes in exactly our order (this
@@ -64,5 +75,5 @@ def generate_proposals(all_anchors, bbox_deltas, scores, im_height, im_width, mi
     keep = top_n(keep, post_nms_top_n)
     if len(keep) == 0:
         return (np.array([[0, 0, im_width - 1, im_height - 1]], dtype=np.float32),
-                np.zeros(1, dtype=np.float32))
-    return boxes[keep], scores[keep].astype(np.float32, copy=False)
+                np.zeros(1, dtype=np.float32), np.array([-1], dtype=np.int64))
+    return boxes[keep], scores[keep].astype(np.float32, copy=False), rows[keep].astype(np.int64)

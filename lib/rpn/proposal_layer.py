@@ -32,6 +32,16 @@ class ProposalLayer(caffe.Layer):
         if len(top) > 1:
             top[1].reshape(1, 1)
 
+    @property
+    def anchors(self):
+        """The A×4 reference anchors (scaled-input pixels, centred on the first cell)."""
+        return self._anchors
+
+    @property
+    def feat_stride(self):
+        """Pixels of the scaled input per feature-map cell."""
+        return self._feat_stride
+
     def forward(self, bottom, top):
         """Proposals of the current image (one image per batch)."""
         if bottom[0].data.shape[0] != 1:
