@@ -263,7 +263,11 @@ def main(argv=None):
         print(f'  {seconds:8.1f} s  {label}', flush=True)
     print(f'  {sum(times.values()):8.1f} s  total', flush=True)
     with open(osp.join(output_dir, f'{args.net_name}_alt_opt_times.json'), 'w', encoding='utf-8') as f:
-        json.dump({'stage_seconds': times, 'max_iters': max_iters, 'final_model': final_path}, f, indent=2)
+        json.dump({'stage_seconds': times, 'max_iters': max_iters, 'final_model': final_path,
+                   # the paper's "unshared" system is stages 1-2: the stage-1 RPN with the stage-1 detector
+                   'stage_models': {'stage1_rpn': rpn1, 'stage1_fast_rcnn': frcn1, 'stage2_rpn': rpn2,
+                                    'stage2_fast_rcnn': frcn2},
+                   'train_proposals': {'stage1_rpn': props1, 'stage2_rpn': props2}}, f, indent=2)
     print(f'Final model: {final_path}', flush=True)
     return final_path
 
