@@ -131,8 +131,9 @@ def _bbox_normalization(roidb, num_outputs):
     """Means and stds (K×4) of the regression targets this run trains on, or ``(None, None)``.
 
     End-to-end (``cfg.TRAIN.HAS_RPN``): the precomputed ``cfg.TRAIN.BBOX_NORMALIZE_*`` tiled over the K
-    classes (the proposal-target layer normalises with them). Fast R-CNN: per-class statistics from
-    ``add_bbox_regression_targets``, which also writes the (normalised) targets into the roidb.
+    classes (the proposal-target layer normalises with them). Fast R-CNN: what
+    ``add_bbox_regression_targets`` normalised with (it also writes the targets into the roidb), None when
+    ``cfg.TRAIN.BBOX_NORMALIZE_TARGETS`` is false.
     ``num_outputs``: bbox_pred's output count 4K, or None when the net has no bbox_pred.
     """
     if not cfg.TRAIN.BBOX_REG:
@@ -147,8 +148,13 @@ def _bbox_normalization(roidb, num_outputs):
         return (np.tile(np.asarray(cfg.TRAIN.BBOX_NORMALIZE_MEANS, dtype=np.float64), (num_classes, 1)),
                 np.tile(np.asarray(cfg.TRAIN.BBOX_NORMALIZE_STDS, dtype=np.float64), (num_classes, 1)))
     print('Computing bounding-box regression targets...', flush=True)
-    means, stds = rdl_roidb.add_bbox_regression_targets(roidb)
-    return np.asarray(means, dtype=np.float64), np.asarray(stds, dtype=np.float64)
+    precomputed = ((cfg.TRAIN.BBOX_NORMALIZE_MEANS, cfg.TRAIN.BBOX_NORMALIZE_STDS)
+                   if cfg.TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED else None)
+    folded = rdl_roidb.add_bbox_regression_targets(roidb, cfg.TRAIN.BBOX_THRESH,
+                                                   cfg.TRAIN.BBOX_NORMALIZE_TARGETS, precomputed)
+    if folded is None:
+        return None, None
+    return np.asarray(folded[0], dtype=np.float64), np.asarray(folded[1], dtype=np.float64)
 
 
 class SolverWrapper:

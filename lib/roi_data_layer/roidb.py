@@ -6,7 +6,6 @@ Boxes are ``[x1, y1, x2, y2]``, 0-based, pixel-inclusive. Entry format: docs/arc
 import numpy as np
 
 from fast_rcnn.bbox_transform import bbox_transform
-from fast_rcnn.config import cfg
 from utils.cython_bbox import bbox_overlaps
 
 
@@ -83,29 +82,30 @@ def class_target_stats(target_list, num_classes):
     return means, stds
 
 
-def add_bbox_regression_targets(roidb):
-    """Add ``bbox_targets`` (N×5 ``[class, dx, dy, dw, dh]``) to every prepared entry, normalised per class.
+def add_bbox_regression_targets(roidb, bbox_thresh, normalize, precomputed=None):
+    """Add ``bbox_targets`` (N×5 ``[class, dx, dy, dw, dh]``) to every prepared entry.
 
-    Means/stds: the precomputed ``cfg.TRAIN.BBOX_NORMALIZE_MEANS/STDS`` for every class when
-    ``cfg.TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED``, else the statistics of the roidb's own targets.
-    With ``cfg.TRAIN.BBOX_NORMALIZE_TARGETS`` the object classes' targets become (t − mean) / std in place.
-    Returns ``(means, stds)``, each K×4 float64, for folding into the trained ``bbox_pred``.
+    ``bbox_thresh``: a RoI regresses when its max IoU is ≥ this (``cfg.TRAIN.BBOX_THRESH``). With
+    ``normalize`` (``cfg.TRAIN.BBOX_NORMALIZE_TARGETS``) the object classes' targets become
+    (t − mean) / std in place, with ``precomputed`` = ``(means, stds)`` (each 4 values, used for every
+    class) or, when None, the per-class statistics of the roidb's own targets.
+    Returns ``(means, stds)``, each K×4 float64, that the trained ``bbox_pred`` must fold back in — or
+    None when the targets were left raw (then there is nothing to fold: the one place that decides).
     """
     num_classes = roidb[0]['gt_overlaps'].shape[1]
     for entry in roidb:
         entry['bbox_targets'] = compute_targets(entry['boxes'], entry['max_overlaps'], entry['max_classes'],
-                                                cfg.TRAIN.BBOX_THRESH)
-
-    if cfg.TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED:
-        means = np.tile(np.asarray(cfg.TRAIN.BBOX_NORMALIZE_MEANS, dtype=np.float64), (num_classes, 1))
-        stds = np.tile(np.asarray(cfg.TRAIN.BBOX_NORMALIZE_STDS, dtype=np.float64), (num_classes, 1))
+                                                bbox_thresh)
+    if not normalize:
+        return None
+    if precomputed is not None:
+        means = np.tile(np.asarray(precomputed[0], dtype=np.float64), (num_classes, 1))
+        stds = np.tile(np.asarray(precomputed[1], dtype=np.float64), (num_classes, 1))
     else:
         means, stds = class_target_stats([entry['bbox_targets'] for entry in roidb], num_classes)
-
-    if cfg.TRAIN.BBOX_NORMALIZE_TARGETS:
-        for entry in roidb:
-            targets = entry['bbox_targets']
-            for cls in range(1, num_classes):
-                cls_inds = targets[:, 0] == cls
-                targets[cls_inds, 1:] = (targets[cls_inds, 1:] - means[cls]) / stds[cls]
+    for entry in roidb:
+        targets = entry['bbox_targets']
+        for cls in range(1, num_classes):
+            cls_inds = targets[:, 0] == cls
+            targets[cls_inds, 1:] = (targets[cls_inds, 1:] - means[cls]) / stds[cls]
     return means, stds

@@ -162,6 +162,25 @@ def test_saved_bbox_pred_is_unnormalised(setup):
     assert not np.allclose(w_saved, w_norm)
 
 
+def test_raw_targets_save_bbox_pred_as_trained(setup):
+    """TRAIN.BBOX_NORMALIZE_TARGETS false: nothing is folded into the saved bbox_pred."""
+    cfg.TRAIN.BBOX_NORMALIZE_TARGETS = False
+    try:
+        out = str(setup['work'] / 'raw')
+        paths = frtrain.train_net(setup['solver'], _roidb(setup['rpn_file']), out,
+                                  pretrained_model=setup['init'], max_iters=2)
+    finally:
+        cfg.TRAIN.BBOX_NORMALIZE_TARGETS = True
+    train_pt = str(setup['work'] / 'train.pt')
+    saved = _params(train_pt, paths[-1])
+    state = _params(train_pt, _state(out, 2, '.caffemodel'))
+    for a, b in zip(saved['bbox_pred'], state['bbox_pred']):
+        np.testing.assert_array_equal(a, b)
+    with open(_state(out, 2, '.json'), encoding='utf-8') as f:
+        sidecar = json.load(f)
+    assert sidecar['bbox_means'] is None and sidecar['bbox_stds'] is None
+
+
 def test_unnormalize_bbox_params_exact():
     weights = np.arange(16, dtype=np.float64).reshape(8, 2)
     biases = np.arange(8, dtype=np.float64)

@@ -327,7 +327,7 @@ def _training_roidb(image_path):
     from roi_data_layer.roidb import add_bbox_regression_targets
     rng = np.random.default_rng(1)
     roidb = [_roidb_entry(image_path, rng) for _ in range(2)]
-    add_bbox_regression_targets(roidb)
+    add_bbox_regression_targets(roidb, cfg.TRAIN.BBOX_THRESH, normalize=True)
     return roidb
 
 

@@ -91,10 +91,9 @@ def prepared_roidb():
     return roidb
 
 
-def test_add_bbox_regression_targets_with_roidb_statistics(train_cfg):
-    train_cfg.BBOX_NORMALIZE_TARGETS_PRECOMPUTED = False
+def test_add_bbox_regression_targets_with_roidb_statistics():
     roidb = prepared_roidb()
-    means, stds = add_bbox_regression_targets(roidb)
+    means, stds = add_bbox_regression_targets(roidb, 0.5, normalize=True)
     assert means.shape == stds.shape == (3, 4)
     np.testing.assert_allclose(means[1], [0, -1 / 24, 0, np.log(10 / 12) / 2], rtol=1e-6)
     # two examples per coordinate, symmetric about the mean: normalised to −1 and +1 (or 0 where std = 1)
@@ -102,18 +101,18 @@ def test_add_bbox_regression_targets_with_roidb_statistics(train_cfg):
                                [[1, 0, 1, 0, 1], [1, 0, -1, 0, -1], [0, 0, 0, 0, 0]], rtol=1e-5, atol=1e-6)
 
 
-def test_add_bbox_regression_targets_precomputed(train_cfg):
-    train_cfg.BBOX_NORMALIZE_TARGETS_PRECOMPUTED = True
+def test_add_bbox_regression_targets_precomputed():
     roidb = prepared_roidb()
-    means, stds = add_bbox_regression_targets(roidb)
+    means, stds = add_bbox_regression_targets(roidb, 0.5, normalize=True,
+                                              precomputed=((0.0, 0.0, 0.0, 0.0), (0.1, 0.1, 0.2, 0.2)))
     np.testing.assert_array_equal(means, np.zeros((3, 4)))
     np.testing.assert_array_equal(stds, np.tile([0.1, 0.1, 0.2, 0.2], (3, 1)))
     np.testing.assert_allclose(roidb[0]['bbox_targets'][1], [1, 0, -1 / 12 / 0.1, 0, np.log(10 / 12) / 0.2],
                                rtol=1e-6)
 
 
-def test_add_bbox_regression_targets_unnormalised(train_cfg):
-    train_cfg.BBOX_NORMALIZE_TARGETS = False
+def test_add_bbox_regression_targets_unnormalised():
     roidb = prepared_roidb()
-    add_bbox_regression_targets(roidb)
+    # nothing to fold into bbox_pred: None, not statistics of targets that were never normalised
+    assert add_bbox_regression_targets(roidb, 0.5, normalize=False) is None
     np.testing.assert_allclose(roidb[0]['bbox_targets'][1], [1, 0, -1 / 12, 0, np.log(10 / 12)], rtol=1e-6)
