@@ -1,21 +1,11 @@
 """Roidb preparation and bbox-regression targets (roi_data_layer.roidb)."""
 
-import copy
 
 import numpy as np
 import pytest
 
-from fast_rcnn.config import cfg
 from roi_data_layer.roidb import (add_bbox_regression_targets, class_target_stats, compute_targets,
                                   prepare_roidb)
-
-
-@pytest.fixture
-def train_cfg():
-    """cfg.TRAIN, restored after the test."""
-    saved = copy.deepcopy(cfg.TRAIN)
-    yield cfg.TRAIN
-    cfg.TRAIN = saved
 
 
 class FakeImdb:
