@@ -170,46 +170,51 @@ class PaperRun:
         return osp.join(*parts)
 
     # ---------------------------------------------------------------- training
-    def alt_opt(self):
-        """The main job's alt-opt run (reused when its record exists), else trained here."""
+    def alt_opt(self, name='alt_opt', exp_dir=None, train_imdb=None):
+        """An alt-opt run; by default the main job's (reused when its record exists), else trained here."""
+        exp_dir = exp_dir or self.alt_opt_exp
+        train_imdb = train_imdb or self.args.train_imdb
+
         def run():
-            times = osp.join(self.output_dir(self.alt_opt_exp, self.args.train_imdb),
-                             f'{self.args.net}_alt_opt_times.json')
+            times = osp.join(self.output_dir(exp_dir, train_imdb), f'{self.args.net}_alt_opt_times.json')
             if not osp.isfile(times):
-                args = ['--net_name', self.args.net, '--weights', self.args.weights, '--imdb',
-                        self.args.train_imdb]
+                args = ['--net_name', self.args.net, '--weights', self.args.weights, '--imdb', train_imdb]
                 if self.args.alt_opt_iters:
                     args += ['--iters', *map(str, self.args.alt_opt_iters)]
-                self.tool('alt_opt', 'train_faster_rcnn_alt_opt.py', args, [ALT_OPT_CFG], {'EXP_DIR': self.alt_opt_exp})
+                self.tool(name, 'train_faster_rcnn_alt_opt.py', args, [ALT_OPT_CFG], {'EXP_DIR': exp_dir})
             with open(times, encoding='utf-8') as f:
                 record = json.load(f)
             return {'final': record['final_model'], 'stage_models': record['stage_models'],
                     'iters': record['max_iters'], 'train_seconds': sum(record['stage_seconds'].values()),
                     'loss_dir': osp.dirname(times)}
-        return self.step('alt_opt', run)
+        return self.step(name, run)
 
-    def train_single(self, name, solver, exp_dir, cfg_file, sets, weights, iters=None):
+    def train_single(self, name, solver, exp_dir, cfg_file, sets, weights, iters=None, train_imdb=None):
         """A single-solver training (Fast R-CNN or end-to-end) whose final model is reused when present."""
+        train_imdb = train_imdb or self.args.train_imdb
+
         def run():
             param = read_solver(solver)
             n = iters or self.args.iters or (param.max_iter if param.HasField('max_iter') else 40000)
-            out = self.output_dir(exp_dir, self.args.train_imdb)
+            out = self.output_dir(exp_dir, train_imdb)
             model = osp.join(out, f'{osp.basename(param.snapshot_prefix)}_iter_{n}.caffemodel')
             start = time.perf_counter()
             if not osp.isfile(model):
                 self.tool(name, 'train_net.py', ['--solver', solver, '--weights', weights, '--imdb',
-                                                 self.args.train_imdb, '--iters', str(n)],
+                                                 train_imdb, '--iters', str(n)],
                           [cfg_file], {'EXP_DIR': exp_dir, **sets})
             if not osp.isfile(model):
                 raise SystemExit(f'[paper] {name}: training finished but {model} is missing')
             return {'model': model, 'iters': n, 'train_seconds': time.perf_counter() - start, 'loss_dir': out}
         return self.step(name, run)
 
-    def fast_rcnn_model(self, method, sets=None):
+    def fast_rcnn_model(self, method, sets=None, name=None, train_imdb=None):
         """The Fast R-CNN detector trained on ``method`` proposals from the initial model."""
-        return self.train_single(f'fast_rcnn_{method}', osp.join(self.models, 'fast_rcnn', 'solver.prototxt'),
-                                 f'{self.base}/paper/fast_rcnn_{method}', FAST_RCNN_CFG,
-                                 {'TRAIN.PROPOSAL_METHOD': method, **(sets or {})}, self.args.weights)
+        name = name or f'fast_rcnn_{method}'
+        return self.train_single(name, osp.join(self.models, 'fast_rcnn', 'solver.prototxt'),
+                                 f'{self.base}/paper/{name}', FAST_RCNN_CFG,
+                                 {'TRAIN.PROPOSAL_METHOD': method, **(sets or {})}, self.args.weights,
+                                 train_imdb=train_imdb)
 
     def end2end_model(self, released_ratio):
         """End-to-end training: the main job's length (equal wall time) or the released ratio to alt-opt."""
@@ -369,6 +374,44 @@ class PaperRun:
         model = self.fast_rcnn_model('selective_search')['model']
         return self.test_row(row, fast_test, model, FAST_RCNN_CFG, {'TEST.PROPOSAL_METHOD': 'rpn'}, props)
 
+    def table3(self):
+        """VOC 2012 test (Table 3): the server's submission archives of the four rows, each trained on its
+        set (12 = voc_2012_trainval, 07++12 = VOC 2007 trainval + test + VOC 2012 trainval)."""
+        if self.args.dataset != 'pascal_voc_0712':
+            return {'status': 'not run', 'reason': (
+                'VOC 2012 test output is written for DATASET pascal_voc_0712 (needs the VOC 2012 test images)'
+                if self.args.dataset.startswith('pascal_voc') else 'no evaluation server for this dataset')}
+        fast_test = osp.join(self.models, 'fast_rcnn', 'test.prototxt')
+        detector = osp.join(self.models, 'faster_rcnn_alt_opt', 'faster_rcnn_test.pt')
+        archives = {}
+        for key, train_imdb in paper.TABLE3_TRAIN.items():
+            method, data = key
+            tag = f'voc2012_{method.lower()}_{data.replace("+", "p")}'
+            if method == 'SS':
+                self.external('selective_search', train_imdb)
+                model = self.fast_rcnn_model('selective_search', name=f'fast_rcnn_ss_{tag}',
+                                             train_imdb=train_imdb)['model']
+                archives[f'{method} {data}'] = self.server_test(tag, fast_test, model, FAST_RCNN_CFG,
+                                                                {'TEST.PROPOSAL_METHOD': 'selective_search'})
+            else:
+                final = self.alt_opt(f'alt_opt_{tag}', f'{self.base}/paper/{tag}', train_imdb)['final']
+                archives[f'{method} {data}'] = self.server_test(tag, detector, final, ALT_OPT_CFG,
+                                                                {'TEST.HAS_RPN': True})
+        return {'status': 'ok', 'archives': archives}
+
+    def server_test(self, tag, prototxt, model, cfg_file, sets):
+        """Detections of ``model`` on voc_2012_test as the evaluation server's archive; returns its path."""
+        def run():
+            exp_dir = f'{self.base}/paper/rows/{tag}'
+            self.tool(f'test_{tag}', 'test_net.py', ['--def', prototxt, '--net', model, '--imdb',
+                                                      paper.VOC2012_TEST], [cfg_file], {'EXP_DIR': exp_dir, **sets})
+            out = self.output_dir(exp_dir, paper.VOC2012_TEST, osp.splitext(osp.basename(model))[0])
+            archive = osp.join(out, f'{paper.VOC2012_TEST}_comp4_results.tar.gz')
+            if not osp.isfile(archive):
+                raise SystemExit(f'[paper] {tag}: test_net finished but {archive} is missing')
+            return {'archive': archive}
+        return self.step(f'test_{tag}', run)['archive']
+
     # ---------------------------------------------------------------- figures and analyses
     def recall(self):
         """Fig. 2: recall vs IoU of SS, EB and the shared RPN at 300 / 1k / 2k on the test set (PNG)."""
@@ -471,9 +514,8 @@ def main(argv=None):
             with open(run._step_path(name), encoding='utf-8') as f:
                 trained[name] = json.load(f)
     pictures = (['fig2_recall.png'] if recall else []) + run.loss_curves(trained)
-    results.setdefault('t3_voc2012_test', {'status': 'not run', 'reason': (
-        'VOC 2012 test output is written only for DATASET pascal_voc_0712 with the VOC 2012 test images'
-        if args.dataset.startswith('pascal_voc') else 'no evaluation server for this dataset')})
+    if only is None or any('t3'.startswith(p) or p.startswith('t3') for p in only):
+        results['t3_voc2012_test'] = run.table3()
     ss_source = (results.get('t1_ss_ss') or {}).get('proposal_source')
     notes = [f'Selective Search: {ss_source}, "fast" mode; EdgeBoxes: OpenCV ximgproc on a Sobel edge map '
              '(not the structured-forest edges of the EB paper; see datasets/external_proposals.py).'

@@ -55,7 +55,8 @@ def main(argv=None):
     net.name = osp.splitext(osp.basename(args.caffemodel))[0]
     max_per_image = cfg.TEST.MAX_PER_IMAGE if args.max_per_image is None else args.max_per_image
     _, mean_ap = test_net(net, imdb, max_per_image=max_per_image, thresh=cfg.TEST.SCORE_THRESH, vis=args.vis)
-    print(f'mAP = {mean_ap:.4f}', flush=True)
+    if mean_ap is not None:  # None: an image set evaluated by a server (its files were written)
+        print(f'mAP = {mean_ap:.4f}', flush=True)
     return mean_ap
 
 

@@ -22,6 +22,12 @@ case "$DATASET" in
     TRAIN_IMDB=voc_2007_trainval+voc_2012_trainval
     TEST_IMDB=voc_2007_test
     ;;
+  pascal_voc_07plus12)
+    # The paper's "07++12" (Table 3): VOC 2007 trainval + test and VOC 2012 trainval; VOC 2012 test has no
+    # public annotations, so test_net writes the evaluation server's archive instead of an mAP.
+    TRAIN_IMDB=voc_2007_trainval+voc_2007_test+voc_2012_trainval
+    TEST_IMDB=voc_2012_test
+    ;;
   synth|synth_mini)
     TRAIN_IMDB=${DATASET}_trainval
     TEST_IMDB=${DATASET}_test
@@ -44,7 +50,7 @@ case "$DATASET" in
     fi
     ;;
   *)
-    echo "unknown DATASET $DATASET (pascal_voc | pascal_voc_0712 | synth | synth_mini)" >&2
+    echo "unknown DATASET $DATASET (pascal_voc | pascal_voc_0712 | pascal_voc_07plus12 | synth | synth_mini)" >&2
     exit 1
     ;;
 esac

@@ -9,7 +9,8 @@ from datasets.synth import SYNTH_IMAGE_SETS, synth
 _SETS = {}
 for _split in ('trainval', 'train', 'val', 'test'):
     _SETS[f'voc_2007_{_split}'] = functools.partial(pascal_voc, _split, '2007')
-for _split in ('trainval', 'train', 'val'):
+# voc_2012_test has images only (VOCtest 2012 archive): detections are evaluated by the server.
+for _split in ('trainval', 'train', 'val', 'test'):
     _SETS[f'voc_2012_{_split}'] = functools.partial(pascal_voc, _split, '2012')
 for _split in SYNTH_IMAGE_SETS:
     _SETS[f'synth_{_split}'] = functools.partial(synth, _split)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import os.path as osp
+import tarfile
 import warnings
 import xml.etree.ElementTree as ET
 
@@ -29,7 +30,8 @@ VOC_CLASSES = ('__background__', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle
 # The archives that hold each VOC year (all extract into a common VOCdevkit/ directory).
 VOC_ARCHIVES = {
     '2007': ('VOCtrainval_06-Nov-2007.tar', 'VOCtest_06-Nov-2007.tar', 'VOCdevkit_08-Jun-2007.tar'),
-    '2012': ('VOCtrainval_11-May-2012.tar',),
+    # the test images (voc_2012_test) come from the evaluation server after registration
+    '2012': ('VOCtrainval_11-May-2012.tar', 'VOC2012test.tar'),
 }
 
 BAD_BOX_POLICIES = ('raise', 'clip', 'skip')
@@ -194,6 +196,7 @@ class pascal_voc(imdb):
         self._on_bad_box = on_bad_box
         self._class_to_ind = {c: i for i, c in enumerate(self.classes) if i > 0}  # objects are never background
         self._annotations = None
+        self._has_annotations = None
         if use_07_metric is None:
             use_07_metric = year is None or not year.isdigit() or int(year) < 2010
         self.config['use_07_metric'] = bool(use_07_metric)
@@ -237,6 +240,14 @@ class pascal_voc(imdb):
         ann = self.annotations()
         return int(ann['widths'][i]), int(ann['heights'][i])
 
+    @property
+    def has_annotations(self):
+        """False for an image set published without annotations (VOC 2012 test, evaluated by the server):
+        its ``Annotations/`` holds none of its images."""
+        if self._has_annotations is None:
+            self._has_annotations = any(osp.isfile(self.annotation_path(index)) for index in self._image_index)
+        return self._has_annotations
+
     def annotations(self):
         """All objects (difficult ones included) of the image set, from the cache when valid (first loaded
         by ``gt_roidb``, hence always before flipped images are appended).
@@ -250,7 +261,14 @@ class pascal_voc(imdb):
         return self._annotations
 
     def _load_annotations(self, ids):
-        """Parse (or read from the cache) the annotations of ``ids``; see ``annotations``."""
+        """Parse (or read from the cache) the annotations of ``ids``; see ``annotations``. An image set
+        without annotations has no objects and the sizes of its images."""
+        if not self.has_annotations:
+            sizes = [imdb.image_size_at(self, i) for i in range(len(ids))]
+            return {'widths': np.array([w for w, _ in sizes], dtype=np.int32),
+                    'heights': np.array([h for _, h in sizes], dtype=np.int32),
+                    'boxes': np.zeros((0, 4), np.float32), 'gt_classes': np.zeros(0, np.int32),
+                    'difficult': np.zeros(0, bool), 'offsets': np.zeros(len(ids) + 1, dtype=np.int64)}
         paths = [self.annotation_path(index) for index in ids]
         key = self._cache_key(ids, paths)
         cache_file = osp.join(self.cache_path, f'{self.name}_gt_annotations.npz')
@@ -326,12 +344,18 @@ class pascal_voc(imdb):
         (index 0, background, is ignored) and every image of ``image_index``. Writes to ``output_dir``:
         ``<name>_image_ids.txt``, ``comp4_det_<image_set>_<class>.txt`` (1-based like the devkit),
         ``<class>_pr.npz`` (rec, prec, ap) and ``<name>_eval.json`` (per-class AP and mAP). Returns mAP
-        (classes without gt count with AP 0).
+        (classes without gt count with AP 0). An image set without annotations (VOC 2012 test) gets the
+        server's submission files instead (``write_server_results``) and returns None.
         """
         if self._flipped_appended:
             raise RuntimeError(f'{self.name}: cannot evaluate an imdb with flipped images appended')
         _check_all_boxes(all_boxes, self.num_classes, self.num_images)
         os.makedirs(output_dir, exist_ok=True)
+        if not self.has_annotations:
+            archive = self.write_server_results(all_boxes, output_dir)
+            print(f'{self.name} has no public annotations: its mAP comes from the PASCAL VOC evaluation '
+                  f'server. Upload {archive} (comp4: trained on any data).', flush=True)
+            return None
         use_07_metric = bool(self.config['use_07_metric'])
         ids_file = osp.join(output_dir, f'{self.name}_image_ids.txt')
         with open(ids_file, 'w', encoding='utf-8') as f:
@@ -354,6 +378,24 @@ class pascal_voc(imdb):
                        'num_images': self.num_images, 'ap': aps, 'mAP': mean_ap}, f, indent=2)
         print(format_ap_table(self.name, metric, aps, mean_ap))
         return mean_ap
+
+
+    def write_server_results(self, all_boxes, output_dir):
+        """The evaluation server's submission: ``results/VOC<year>/Main/comp4_det_<set>_<class>.txt`` (one
+        file per class, 1-based ``<id> <score> <x1> <y1> <x2> <y2>``) under ``output_dir``, packed into
+        ``<output_dir>/<name>_comp4_results.tar.gz``. Returns the archive's path."""
+        year = self._year or osp.basename(self._data_path)
+        rel_dir = osp.join('results', f'VOC{year}', 'Main')
+        os.makedirs(osp.join(output_dir, rel_dir), exist_ok=True)
+        for cls_ind, cls in enumerate(self.classes[1:], start=1):
+            write_comp4_file(osp.join(output_dir, rel_dir, f'comp4_det_{self._image_set}_{cls}.txt'),
+                             self._image_index, all_boxes[cls_ind])
+        archive = osp.join(output_dir, f'{self.name}_comp4_results.tar.gz')
+        tmp = f'{archive}.tmp{os.getpid()}'
+        with tarfile.open(tmp, 'w:gz') as tar:
+            tar.add(osp.join(output_dir, 'results'), arcname='results')
+        os.replace(tmp, archive)
+        return archive
 
 
 def _check_all_boxes(all_boxes, num_classes, num_images):

@@ -272,3 +272,26 @@ def test_custom_dataset_without_year_needs_its_location_and_name(data_dir):
     d = pascal_voc('test', None, devkit_path=str(data_dir / 'VOCdevkit2007'), dataset_dir='VOC2007',
                    name='mine_test', classes=CLASSES)
     assert (d.name, d.num_images, d.config['use_07_metric']) == ('mine_test', 2, True)
+
+
+def test_image_set_without_annotations_writes_the_server_submission(tmp_path, monkeypatch, capsys):
+    import tarfile
+    monkeypatch.setattr(cfg, 'DATA_DIR', str(tmp_path))
+    root = make_voc(tmp_path, year='2012', split='test')
+    for xml in (root / 'Annotations').iterdir():
+        xml.unlink()
+    d = get_imdb('voc_2012_test')
+    assert not d.has_annotations
+    roidb = d.gt_roidb()
+    assert [(r['width'], r['height'], len(r['boxes'])) for r in roidb] == [(20, 10, 0), (30, 20, 0)]
+    all_boxes = [[np.zeros((0, 5), np.float32)] * 2 for _ in d.classes]
+    all_boxes[d.classes.index('dog')][1] = np.array([[9, 4, 29, 19, 0.75]], np.float32)
+    out = tmp_path / 'out'
+    assert d.evaluate_detections(all_boxes, str(out)) is None
+    assert 'evaluation server' in capsys.readouterr().out
+    with tarfile.open(out / 'voc_2012_test_comp4_results.tar.gz') as tar:
+        names = sorted(tar.getnames())
+        dog = tar.extractfile('results/VOC2012/Main/comp4_det_test_dog.txt').read().decode()
+    assert 'results/VOC2012/Main/comp4_det_test_aeroplane.txt' in names and len(
+        [n for n in names if n.endswith('.txt')]) == 20
+    assert dog == '000002 0.750 10.0 5.0 30.0 20.0\n'  # 1-based, as the devkit writes

@@ -95,3 +95,14 @@ def test_report_shows_ours_paper_and_difference(tmp_path):
 @pytest.mark.parametrize('value, text', [(None, '—'), (0.5875, '58.8'), (float('nan'), '—')])
 def test_percentages(value, text):
     assert paper._pct(value) == text
+
+
+def test_table3_lists_the_server_archives(tmp_path):
+    archives = {f'{m} {d}': f'/out/{m}_{d}.tar.gz' for m, d in paper.TABLE3_TRAIN}
+    meta = {'net': 'VGG16', 'dataset': 'pascal_voc_0712', 'train_imdb': 'x', 'test_imdb': 'y', 'device': 'GPU 0'}
+    text = paper.write_report({'t3_voc2012_test': {'status': 'ok', 'archives': archives}}, str(tmp_path), meta)
+    assert '| RPN+VGG, shared | 300 | 07++12 | submit /out/RPN_07++12.tar.gz | 70.4 |' in text
+    assert '| SS | 2k | 12 | submit /out/SS_12.tar.gz | 65.7 |' in text
+    text = paper.write_report({'t3_voc2012_test': {'status': 'not run', 'reason': 'no server'}}, str(tmp_path),
+                              meta)
+    assert '| SS | 2k | 12 | not run (no server) | 65.7 |' in text
