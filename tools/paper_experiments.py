@@ -27,7 +27,7 @@ import yaml
 import _init_paths  # noqa: F401
 from fast_rcnn.config import cfg, cfg_from_file, cfg_from_list
 from fast_rcnn import paper
-from fast_rcnn.models import read_net, read_solver
+from fast_rcnn.models import RELEASED_ALT_OPT_ITERS, read_net, read_solver, released_max_iter
 from utils.timer import format_eta
 
 TOOLS_DIR = osp.dirname(osp.abspath(__file__))
@@ -195,7 +195,7 @@ class PaperRun:
 
         def run():
             param = read_solver(solver)
-            n = iters or self.args.iters or (param.max_iter if param.HasField('max_iter') else 40000)
+            n = iters or self.args.iters or released_max_iter(param, end2end=cfg_file == END2END_CFG)
             out = self.output_dir(exp_dir, train_imdb)
             model = osp.join(out, f'{osp.basename(param.snapshot_prefix)}_iter_{n}.caffemodel')
             start = time.perf_counter()
@@ -361,7 +361,7 @@ class PaperRun:
         rpn = self.train_single('rpn_vgg16', solver, f'{self.base}/paper/rpn_vgg16', ALT_OPT_CFG,
                                 {'TRAIN.HAS_RPN': True, 'TRAIN.BBOX_REG': False, 'TRAIN.PROPOSAL_METHOD': 'gt',
                                  'TRAIN.IMS_PER_BATCH': 1}, self.args.larger_weights,
-                                iters=paper.RELEASED_ALT_OPT_ITERS[0])
+                                iters=RELEASED_ALT_OPT_ITERS[0])
 
         def run():
             path = osp.join(self.root, 'proposals', 'vgg16_rpn_top300.npz')

@@ -1,17 +1,17 @@
 #!/usr/bin/env python3
 """Train a Faster R-CNN detector with the 4-step alternating optimisation (Ren et al., NIPS 2015).
 
-Stages (each in its own process, as released: pycaffe does not reliably free memory of discarded nets):
+Each step runs in its own process, as released (pycaffe does not reliably free memory of discarded nets).
+The paper's steps and the released stage names (which name the files and the log banners):
 
-1. RPN from the initial (ImageNet) model → proposals for the training set (no pre-NMS cut, 2000 after NMS,
-   computed on unflipped images; the imdb mirrors them for the flipped entries);
-2. Fast R-CNN on those proposals from the initial model;
-3. RPN initialised from the stage-2 Fast R-CNN, shared convs frozen → proposals again;
-4. Fast R-CNN initialised from the stage-3 RPN net, shared convs frozen.
+1. stage-1 RPN from the initial (ImageNet) model → proposals for the training set (no pre-NMS cut, 2000
+   after NMS, computed on unflipped images; the imdb mirrors them for the flipped entries);
+2. stage-1 Fast R-CNN on those proposals from the initial model;
+3. stage-2 RPN initialised from the stage-1 Fast R-CNN, shared convs frozen → proposals again;
+4. stage-2 Fast R-CNN initialised from the stage-2 RPN net, shared convs frozen.
 
-The final model holds the shared convs, the stage-3 RPN and the stage-4 head: their parameters are copied
-by layer name into the ``faster_rcnn_test.pt`` net, which is saved as ``<net_name>_faster_rcnn_final``.
-(The released code's stage numbering, "stage 1/2 RPN/Fast R-CNN", names the files.)
+The final model holds the shared convs, the stage-2 RPN and the stage-2 head (``fast_rcnn.alt_opt``),
+saved as ``<net_name>_faster_rcnn_final``.
 """
 
 import argparse
@@ -28,12 +28,9 @@ import _init_paths  # noqa: F401
 from _common import adapt_to_imdb, add_common_args, apply_config, fail, init_caffe, open_test_net, \
     require_imdb, require_weights
 from fast_rcnn.config import cfg, get_output_dir
-from fast_rcnn.models import adapt_solver, read_solver
+from fast_rcnn.models import RELEASED_ALT_OPT_ITERS, adapt_solver, read_solver
 
 ALT_OPT_DIR = 'faster_rcnn_alt_opt'
-# Released iteration counts of the four training stages (used when neither --iters nor the solver's
-# max_iter gives one).
-RELEASED_MAX_ITERS = (80000, 40000, 80000, 40000)
 # Solver files of the four training stages (glob patterns: the VOC ones carry their schedule in the name).
 STAGE_SOLVERS = ('stage1_rpn_solver*.pt', 'stage1_fast_rcnn_solver*.pt',
                  'stage2_rpn_solver*.pt', 'stage2_fast_rcnn_solver*.pt')
@@ -73,7 +70,7 @@ def stage_max_iters(solvers, overrides):
     if overrides is not None:
         return list(overrides)
     iters = []
-    for solver, released in zip(solvers, RELEASED_MAX_ITERS):
+    for solver, released in zip(solvers, RELEASED_ALT_OPT_ITERS):
         param = read_solver(solver)
         iters.append(param.max_iter if param.HasField('max_iter') else released)
     return iters
@@ -158,47 +155,18 @@ def _generate_proposals(parent_cfg, stage_name, imdb_name, rpn_model, rpn_test_p
     return path
 
 
-def _rpn_layer_names(net):
-    """Names of the RPN's parameter layers (those named rpn*)."""
-    return [name for name in net.params if name.startswith('rpn')]
-
-
-def _shared_layer_names(net):
-    """Names of the parameter layers before the RPN: the shared convs (with their Scale layers).
-
-    BatchNorm layers are left out: their blobs are running statistics that Caffe updates in every
-    training forward pass, frozen or not, and are not parameters of the model.
-    """
-    names = list(net.params)
-    first_rpn = min(names.index(name) for name in _rpn_layer_names(net))
-    types = {name: layer.type for name, layer in zip(net._layer_names, net.layers)}
-    return [name for name in names[:first_rpn] if types[name] != 'BatchNorm']
-
-
 def _assemble_final_model(parent_cfg, imdb_name, test_prototxt, rpn_model, fast_rcnn_model, final_path):
-    """Copy the stage-3 RPN and stage-4 detector parameters by layer name into the test net; save it.
-
-    The shared convs are frozen in stages 3 and 4, so both models must hold identical copies; anything
-    else means the stages were not chained correctly and is an error.
-    """
+    """Copy the stage-2 RPN (step 3) and stage-2 Fast R-CNN (step 4) parameters by layer name into the test
+    net (``fast_rcnn.alt_opt.merge_final_model``, which also checks the shared convs agree); save it."""
     _use_cfg(parent_cfg)
-    import numpy as np
     from datasets.factory import get_imdb
+    from fast_rcnn.alt_opt import merge_final_model
     init_caffe()
     imdb = get_imdb(imdb_name)
     proto_dir = osp.join(get_output_dir(imdb.name), 'prototxt')
     net = open_test_net(test_prototxt, fast_rcnn_model, imdb.num_classes, proto_dir)
     rpn_net = open_test_net(test_prototxt, rpn_model, imdb.num_classes, proto_dir)
-    rpn_layers = _rpn_layer_names(net)
-    for name in rpn_layers:
-        for dst, src in zip(net.params[name], rpn_net.params[name]):
-            dst.data[...] = src.data
-    shared = _shared_layer_names(net)
-    for name in shared:
-        for a, b in zip(net.params[name], rpn_net.params[name]):
-            if not np.array_equal(a.data, b.data):
-                raise ValueError(f'shared layer {name} differs between {rpn_model} and {fast_rcnn_model}; '
-                                 f'stage 4 must keep the stage-3 convs frozen')
+    shared, rpn_layers = merge_final_model(net, rpn_net, rpn_model, fast_rcnn_model)
     net.save(final_path)
     print(f'Final model (shared {", ".join(shared)}; RPN {", ".join(rpn_layers)} from '
           f'{osp.basename(rpn_model)}; the rest from {osp.basename(fast_rcnn_model)}): {final_path}',
@@ -238,24 +206,24 @@ def main(argv=None):
         return result
 
     common = dict(imdb_name=args.imdb_name)
-    rpn1 = timed('Stage 1 RPN, init from the initial model', _train_stage, stage_name='stage1_rpn',
+    rpn1 = timed('Step 1: stage-1 RPN, init from the initial model', _train_stage, stage_name='stage1_rpn',
                  init_model=args.pretrained_model, solver=solvers[0], max_iters=max_iters[0], rpn_file=None,
                  infix='stage1', **common)
-    props1 = timed('Stage 1 RPN, generate proposals', _generate_proposals, stage_name='stage1_rpn',
+    props1 = timed('Step 1: stage-1 RPN, generate proposals', _generate_proposals, stage_name='stage1_rpn',
                    rpn_model=rpn1, rpn_test_prototxt=rpn_test_prototxt, **common)
-    frcn1 = timed('Stage 1 Fast R-CNN using stage-1 RPN proposals, init from the initial model', _train_stage,
+    frcn1 = timed('Step 2: stage-1 Fast R-CNN on stage-1 RPN proposals, init from the initial model', _train_stage,
                   stage_name='stage1_fast_rcnn', init_model=args.pretrained_model, solver=solvers[1],
                   max_iters=max_iters[1], rpn_file=props1, infix='stage1', **common)
-    rpn2 = timed('Stage 2 RPN, init from the stage-1 Fast R-CNN model', _train_stage, stage_name='stage2_rpn',
+    rpn2 = timed('Step 3: stage-2 RPN, init from the stage-1 Fast R-CNN, shared convs frozen', _train_stage, stage_name='stage2_rpn',
                  init_model=frcn1, solver=solvers[2], max_iters=max_iters[2], rpn_file=None, infix='stage2',
                  **common)
-    props2 = timed('Stage 2 RPN, generate proposals', _generate_proposals, stage_name='stage2_rpn',
+    props2 = timed('Step 3: stage-2 RPN, generate proposals', _generate_proposals, stage_name='stage2_rpn',
                    rpn_model=rpn2, rpn_test_prototxt=rpn_test_prototxt, **common)
-    frcn2 = timed('Stage 2 Fast R-CNN using stage-2 RPN proposals, init from the stage-2 RPN model',
+    frcn2 = timed('Step 4: stage-2 Fast R-CNN on stage-2 RPN proposals, init from the stage-2 RPN, shared convs frozen',
                   _train_stage, stage_name='stage2_fast_rcnn', init_model=rpn2, solver=solvers[3],
                   max_iters=max_iters[3], rpn_file=props2, infix='stage2', **common)
     final_path = osp.join(output_dir, f'{args.net_name}_faster_rcnn_final.caffemodel')
-    timed('Final model: shared convs + stage-2 RPN + stage-2 Fast R-CNN head', _assemble_final_model,
+    timed('Final model: shared convs + stage-2 RPN (step 3) + stage-2 Fast R-CNN head (step 4)', _assemble_final_model,
           test_prototxt=test_prototxt, rpn_model=rpn2, fast_rcnn_model=frcn2, final_path=final_path, **common)
 
     print('Wall time per step:', flush=True)

@@ -11,7 +11,7 @@ from _common import add_common_args, adapt_to_imdb, apply_config, fail, init_caf
     require_imdb, require_weights
 from datasets.imdb import set_proposals
 from fast_rcnn.config import cfg, get_output_dir
-from fast_rcnn.models import adapt_solver, read_solver
+from fast_rcnn.models import adapt_solver, read_solver, released_max_iter
 from fast_rcnn.train import get_training_roidb, train_net
 
 
@@ -20,7 +20,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a Fast R-CNN / Faster R-CNN network')
     parser.add_argument('--solver', required=True, help='solver prototxt')
     parser.add_argument('--iters', dest='max_iters', type=int, default=None,
-                        help="iterations to train (default: the solver's max_iter, else 40000)")
+                        help="iterations to train (default: the solver's max_iter, else the released length: "
+                             "70000 end to end, 40000 otherwise)")
     parser.add_argument('--weights', dest='pretrained_model', default=None, help='initial model weights')
     parser.add_argument('--resume', default=None,
                         help='continue from a .solverstate under <output>/train_state/ (same config)')
@@ -43,7 +44,7 @@ def main(argv=None):
         require_file(args.proposals, 'proposals file')
     imdb = require_imdb(args.imdb_name)
     solver_param = read_solver(args.solver)
-    max_iters = args.max_iters or (solver_param.max_iter if solver_param.HasField('max_iter') else 40000)
+    max_iters = args.max_iters or released_max_iter(solver_param, end2end=cfg.TRAIN.HAS_RPN)
     if not solver_param.HasField('train_net'):
         fail(f'{args.solver}: the solver needs a train_net entry')
     print('Called with args:', args, flush=True)

@@ -20,16 +20,13 @@ DATASET=$3
 shift 3
 EXTRA_ARGS=("$@")
 METHOD=faster_rcnn_end2end
-# Released end-to-end length when the solver names none.
-RELEASED_ITERS=70000
 source "$(dirname "${BASH_SOURCE[0]}")/_datasets.sh"
 
 ensure_init_model test.prototxt
+# Without ITERS, train_net uses the solver's max_iter, else the released 70000.
 ITER_ARGS=()
 if [ -n "$ITERS" ]; then
   ITER_ARGS=(--iters "$ITERS")
-elif ! grep -q '^max_iter' "${MODELS_DIR}/${NET}/${METHOD}/solver.prototxt"; then
-  ITER_ARGS=(--iters "$RELEASED_ITERS")
 fi
 
 START=$(date +%s%N)

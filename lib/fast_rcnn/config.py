@@ -153,8 +153,6 @@ __C.DEDUP_BOXES = 1.0 / 16.0
 __C.PIXEL_MEANS = np.array([[[102.9801, 115.9465, 122.7717]]])
 # Seed for numpy and Caffe (the released default).
 __C.RNG_SEED = 3
-# A small number.
-__C.EPS = 1e-14
 # Project root (the directory holding lib/).
 __C.ROOT_DIR = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 # Data directory (datasets, ImageNet models, caches).

@@ -19,6 +19,20 @@ BBOX_PRED_LAYER = 'bbox_pred'
 BOX_DELTAS_PER_CLASS = 4
 # Nets that pool RoIs are detectors and must have the head; RPN-only nets have none.
 ROI_POOLING_TYPE = 'ROIPooling'
+# The RPN's layers are the ones named rpn* (the released nets' rule; alt-opt copies them by this prefix).
+RPN_LAYER_PREFIX = 'rpn'
+# The released training lengths: alt-opt's four stages (RPN, Fast R-CNN, RPN, Fast R-CNN), end-to-end,
+# and Fast R-CNN alone. Used when a solver names no max_iter.
+RELEASED_ALT_OPT_ITERS = (80000, 40000, 80000, 40000)
+RELEASED_END2END_ITERS = 70000
+RELEASED_FAST_RCNN_ITERS = 40000
+
+
+def released_max_iter(solver_param, end2end):
+    """The solver's max_iter, else the released length of an end-to-end or a Fast R-CNN / RPN training."""
+    if solver_param.HasField('max_iter'):
+        return solver_param.max_iter
+    return RELEASED_END2END_ITERS if end2end else RELEASED_FAST_RCNN_ITERS
 
 # `'num_classes': 21` in the released YAML-ish param_str (quotes optional, either kind).
 _NUM_CLASSES_RE = re.compile(r"""(?P<key>(?P<q>['"]?)num_classes(?P=q)\s*:\s*)(?P<value>\d+)""")

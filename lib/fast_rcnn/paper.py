@@ -15,6 +15,8 @@ import math
 import os
 import os.path as osp
 
+from fast_rcnn.models import RELEASED_ALT_OPT_ITERS, RELEASED_END2END_ITERS
+
 # ----------------------------------------------------------------------------------------------------------
 # The paper's numbers (Ren et al., NIPS 2015). Tables 1 and 5 use ZF, Tables 2, 3, 6, 7 VGG-16.
 # ----------------------------------------------------------------------------------------------------------
@@ -80,9 +82,6 @@ TABLE6 = {
                     39.1, 68.3, 67.3, 81.1, 67.6),
 }
 TABLE6_ROWS = {('SS', '07'): 't1_ss_ss', ('RPN*', '07'): 't1_rpn_unshared_300', ('RPN', '07'): 't1_rpn_shared_300'}
-# The released iteration counts: alt-opt's four stages against end-to-end (the paper's comparison).
-RELEASED_ALT_OPT_ITERS = (80000, 40000, 80000, 40000)
-RELEASED_END2END_ITERS = 70000
 # Fast R-CNN's five test scales (Table 5, from [5]) for a single training scale of 600, and its max size.
 FIVE_SCALES = (480, 576, 688, 864, 1200)
 FIVE_SCALES_BASE = 600

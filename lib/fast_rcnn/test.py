@@ -21,13 +21,13 @@ import numpy as np
 
 from fast_rcnn.bbox_transform import bbox_transform_inv, clip_boxes
 from fast_rcnn.config import cfg, get_output_dir
+from fast_rcnn.models import ROI_POOLING_TYPE
 from fast_rcnn.nms_wrapper import nms
 from utils.blob import im_list_to_blob, prep_im_for_blob
 from utils.timer import Timer, format_eta
 
 # The released models' blob names.
 PROPOSAL_TOP = 'rois'
-ROI_POOLING_TYPE = 'ROIPooling'
 # Segment names of a timed forward pass, in execution order.
 SEGMENTS = ('conv+RPN', 'proposal', 'region-wise')
 # Multi-scale Fast R-CNN testing maps each RoI to the scale where its area is closest to 224² (released).

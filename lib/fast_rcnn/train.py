@@ -28,12 +28,10 @@ import numpy as np
 
 import caffe
 from fast_rcnn.config import cfg
-from fast_rcnn.models import read_solver, write_message
+from fast_rcnn.models import BBOX_PRED_LAYER, read_solver, write_message
 import roi_data_layer.roidb as rdl_roidb
 from utils.timer import format_eta
 
-# The detection head's regression layer; its outputs are the 4K normalised deltas while training.
-BBOX_PRED_LAYER = 'bbox_pred'
 # Caffe snapshots (training weights + solverstate + sidecar) live in this sub-directory of output_dir.
 TRAIN_STATE_DIR = 'train_state'
 

@@ -3,7 +3,6 @@
 These tests need the Caffe that `make` builds (the .venv sees pycaffe through faster_rcnn_paths.pth).
 """
 import os
-import sys
 from pathlib import Path
 
 import pytest

@@ -1,21 +1,11 @@
 """The one configuration object (fast_rcnn.config)."""
 
-import copy
 import os
 
 import numpy as np
 import pytest
 
 from fast_rcnn.config import cfg, cfg_from_file, cfg_from_list, get_output_dir
-
-
-@pytest.fixture
-def saved_cfg():
-    """Restore every top-level cfg entry after the test."""
-    saved = copy.deepcopy(cfg)
-    yield cfg
-    for key, value in saved.items():
-        cfg[key] = value
 
 
 def test_released_defaults():

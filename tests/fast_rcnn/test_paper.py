@@ -35,7 +35,7 @@ def full_results():
 def test_released_ratio_and_scaled_scales():
     # 13000 alt-opt iterations at the released 240k : 70k ratio
     assert paper.released_ratio_iters((3000, 4000, 2000, 4000)) == 3792
-    assert paper.released_ratio_iters(paper.RELEASED_ALT_OPT_ITERS) == paper.RELEASED_END2END_ITERS
+    assert paper.released_ratio_iters((80000, 40000, 80000, 40000)) == 70000
     assert paper.scaled_test_scales(600, 1000) == (paper.FIVE_SCALES, 2000)
     assert paper.scaled_test_scales(400, 670) == ((320, 384, 459, 576, 800), 1333)
 

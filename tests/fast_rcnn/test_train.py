@@ -4,7 +4,6 @@ A Fast R-CNN stage of the TINY net trains for a few iterations on synth_mini_tra
 synthetic proposals (jittered ground truth and random boxes), as alt-opt stage 2 would.
 """
 
-import copy
 import glob
 import json
 import os.path as osp
@@ -28,15 +27,6 @@ TINY_DIR = osp.join(ROOT, 'models', 'synth', 'TINY', 'faster_rcnn_alt_opt')
 IMDB = 'synth_mini_trainval'
 MAX_ITERS = 6
 SNAPSHOT_ITERS = 3
-
-
-@pytest.fixture(scope='module')
-def saved_cfg():
-    """Restore the global cfg after the module."""
-    saved = copy.deepcopy(dict(cfg))
-    yield
-    for key, value in saved.items():
-        cfg[key] = value
 
 
 def _configure():
@@ -89,7 +79,7 @@ def _roidb(rpn_file):
 
 
 @pytest.fixture(scope='module')
-def setup(tmp_path_factory, saved_cfg):
+def setup(tmp_path_factory, module_cfg):
     """Solver, proposals and initial model in a temporary directory; run A trains MAX_ITERS iterations."""
     _configure()
     work = tmp_path_factory.mktemp('train')

@@ -4,8 +4,6 @@ The Caffe passes run at the paper's input size (600 x 1000) with random weights:
 train net, one forward per test net.
 """
 
-import contextlib
-import copy
 import glob
 import importlib.util
 import os
@@ -18,7 +16,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import caffe  # noqa: E402
-from fast_rcnn.config import cfg  # noqa: E402
+from fast_rcnn.config import cfg, cfg_from_list  # noqa: E402
 from fast_rcnn.models import read_net, read_solver  # noqa: E402
 
 VOC_CLASSES = 21
@@ -230,40 +228,6 @@ def test_solvers(arch, rel):
 # Caffe passes
 # ------------------------------------------------------------------------------------------------------------
 
-def _node_and_leaf(key):
-    """The cfg node holding dotted ``key`` and the leaf name."""
-    *parents, leaf = key.split('.')
-    node = cfg
-    for name in parents:
-        node = node[name]
-    return node, leaf
-
-
-@contextlib.contextmanager
-def cfg_values(values):
-    """Set ``{'SECTION.KEY': value}`` in cfg for the block, then restore the previous values."""
-    saved = {}
-    for key, value in values.items():
-        node, leaf = _node_and_leaf(key)
-        saved[key] = copy.deepcopy(node[leaf])
-        node[leaf] = value
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            node, leaf = _node_and_leaf(key)
-            node[leaf] = value
-
-
-@pytest.fixture(scope='module')
-def caffe_cpu():
-    """Pycaffe on the CPU with a fixed seed; the toolkit's CPU mode (GPU_ID -1, so NMS runs on the CPU)."""
-    caffe.set_mode_cpu()
-    caffe.set_random_seed(cfg.RNG_SEED)
-    with cfg_values({'GPU_ID': -1}):
-        yield
-
-
 def _randomize(net, rng):
     """Random weights that keep activations in range: He-scaled Gaussians for the feature layers, small
     ones (std 0.01) for the four prediction layers so decoded boxes stay finite, biases 0.01."""
@@ -349,19 +313,20 @@ def _check_anchor_grid(net, arch):
 
 
 @pytest.mark.parametrize('arch, rel, has_rpn', TRAIN_NETS)
-def test_train_net_forward_backward(arch, rel, has_rpn, image_path, caffe_cpu):
+def test_train_net_forward_backward(arch, rel, has_rpn, image_path, caffe_cpu, saved_cfg):
     """One forward/backward: finite positive losses, gradients exactly where the multipliers allow."""
     path = _path(arch, rel)
     net_param = read_net(path)
     end2end = 'end2end' in rel
-    with cfg_values({**PASS_CFG, 'TRAIN.HAS_RPN': has_rpn, 'TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED': end2end}):
-        np.random.seed(cfg.RNG_SEED)
-        roidb = _training_roidb(image_path)
-        net = caffe.Net(path, caffe.TRAIN)
-        _randomize(net, np.random.default_rng(2))
-        net.layers[0].set_roidb(roidb)
-        losses = net.forward()
-        net.backward()
+    settings = {**PASS_CFG, 'TRAIN.HAS_RPN': has_rpn, 'TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED': end2end}
+    cfg_from_list([item for key, value in settings.items() for item in (key, repr(value))])
+    np.random.seed(cfg.RNG_SEED)
+    roidb = _training_roidb(image_path)
+    net = caffe.Net(path, caffe.TRAIN)
+    _randomize(net, np.random.default_rng(2))
+    net.layers[0].set_roidb(roidb)
+    losses = net.forward()
+    net.backward()
 
     expected_losses = ({'rpn_cls_loss', 'rpn_loss_bbox'} if has_rpn else set()) | \
         (HEAD_LOSSES[arch] if end2end or not has_rpn else set())

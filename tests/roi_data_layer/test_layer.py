@@ -1,6 +1,5 @@
 """RoIDataLayer inside a real pycaffe net (CPU): blobs, epoch order and resumable state."""
 
-import copy
 
 import cv2
 import numpy as np
@@ -25,14 +24,6 @@ layer { name: 'data' type: 'Python' top: 'data' top: 'rois' top: 'labels' top: '
 """
 # (height, width) of the test images: their im_info identifies them in the blobs
 SIZES = [(375, 500), (500, 375), (300, 400), (600, 600), (450, 300)]
-
-
-@pytest.fixture
-def saved_cfg():
-    saved = copy.deepcopy(cfg)
-    yield cfg
-    for key, value in saved.items():
-        cfg[key] = value
 
 
 def make_roidb(tmp_path):

@@ -1,6 +1,5 @@
 """Minibatch construction (roi_data_layer.minibatch)."""
 
-import copy
 
 import cv2
 import numpy as np
@@ -16,11 +15,9 @@ NUM_CLASSES = 4
 
 
 @pytest.fixture
-def train_cfg():
-    """cfg.TRAIN, restored after the test."""
-    saved = copy.deepcopy(cfg.TRAIN)
-    yield cfg.TRAIN
-    cfg.TRAIN = saved
+def train_cfg(saved_cfg):
+    """cfg.TRAIN (all of cfg restored after the test)."""
+    return saved_cfg.TRAIN
 
 
 def write_image(path, height, width, seed=0):

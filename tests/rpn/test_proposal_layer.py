@@ -1,6 +1,5 @@
 """ProposalLayer inside a real pycaffe net (CPU), in TRAIN and TEST phase."""
 
-import copy
 
 import numpy as np
 import pytest
@@ -24,13 +23,9 @@ layer { name: 'proposal' type: 'Python' bottom: 'rpn_cls_prob_reshape' bottom: '
 
 
 @pytest.fixture(autouse=True)
-def saved_cfg():
+def cpu_nms(saved_cfg):
     """CPU NMS (no GPU here); cfg restored afterwards."""
-    saved = copy.deepcopy(cfg)
-    cfg.GPU_ID = -1
-    yield
-    for key, value in saved.items():
-        cfg[key] = value
+    saved_cfg.GPU_ID = -1
 
 
 def make_net(tmp_path, phase, tops="top: 'rois' top: 'scores'"):

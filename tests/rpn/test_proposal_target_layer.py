@@ -1,6 +1,5 @@
 """ProposalTargetLayer inside a real pycaffe net (CPU)."""
 
-import copy
 
 import numpy as np
 import pytest
@@ -24,9 +23,8 @@ TOPS = ('rois', 'labels', 'bbox_targets', 'bbox_inside_weights', 'bbox_outside_w
 
 
 @pytest.fixture
-def net(tmp_path):
+def net(tmp_path, saved_cfg):
     """The layer with end2end settings (precomputed normalisation, BG_THRESH_LO 0), cfg restored after."""
-    saved = copy.deepcopy(cfg)
     cfg.TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED = True
     cfg.TRAIN.BG_THRESH_LO = 0.0
     caffe.set_mode_cpu()
@@ -38,9 +36,7 @@ def net(tmp_path):
     net.blobs['rpn_rois'].data[:, 0] = 0
     net.blobs['rpn_rois'].data[:, 1:] = np.hstack([x1y1, x1y1 + rng.uniform(20, 60, size=(500, 2))])
     net.blobs['gt_boxes'].data[...] = GT_BOXES
-    yield net
-    for key, value in saved.items():
-        cfg[key] = value
+    return net
 
 
 def test_layer_matches_the_pure_function(net):
