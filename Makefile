@@ -2,7 +2,7 @@
 #
 #   make            Debian build deps (apt, root) -> .venv -> Caffe (cached outside the repo) -> lib/ extensions
 #                   -> embedded dataset -> .pth making `lib` and pycaffe importable from .venv
-#   make test       builds whatever is missing, then the C++ gtests (CPU instances) and pytest
+#   make test       builds whatever is missing, then the C++ gtests (CPU instances), the linter and pytest
 #   make clean      removes in-repo build outputs (the Caffe cache stays: $FRCNN_CACHE)
 #   make CPU_ONLY=1 forces the CPU-only Caffe (default: CUDA when nvcc, cuBLAS and cuRAND are found)
 
@@ -24,7 +24,7 @@ APT_PACKAGES := build-essential cmake dpkg-dev ccache libboost-dev libboost-file
   libboost-thread-dev libboost-python-dev libgflags-dev libgoogle-glog-dev libhdf5-dev libleveldb-dev liblmdb-dev \
   libopenblas-dev libopencv-dev libprotobuf-dev protobuf-compiler libsnappy-dev
 
-.PHONY: all deps venv caffe lib data paths test gtest pytest clean distclean
+.PHONY: all deps venv caffe lib data paths test gtest lint pytest clean distclean
 
 all: deps venv caffe paths lib data
 	@echo "==> ready: .venv/bin/python can import caffe and the lib/ packages ($$(grep CAFFE_VARIANT $(CAFFE_ENV)))"
@@ -90,10 +90,14 @@ data: venv paths lib
 	  echo "==> generating the embedded dataset"; $(PY) data/scripts/make_synth_dataset.py; \
 	else echo "==> (no data/scripts/make_synth_dataset.py yet: no embedded dataset)"; fi
 
-test: all gtest pytest
+test: all gtest lint pytest
 
 gtest: all
 	@$(REPO)/caffe-fast-rcnn/run-gtests.sh $(CAFFE_ENV)
+
+lint: venv
+	@echo "==> ruff (ruff.toml)"
+	@$(PY) -m ruff check --quiet . || { echo "ERROR: the linter found problems (listed above)." >&2; exit 1; }
 
 pytest: all
 	@echo "==> pytest"

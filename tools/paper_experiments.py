@@ -76,7 +76,8 @@ def parse_args(argv=None):
     parser.add_argument('--models-dir', required=True, help='models/pascal_voc or models/synth')
     parser.add_argument('--weights', required=True, help='initial (ImageNet) model')
     parser.add_argument('--larger-weights', default=None,
-                        help='initial model of the larger backbone (VGG16) for the "RPN, larger backbone" row')
+                        help='initial model of the larger backbone (VGG16) for the '
+                             '"RPN, larger backbone" row')
     parser.add_argument('--device', default='cpu', help='cpu or a GPU id')
     parser.add_argument('--cfg', dest='cfg_files', action='append', default=[],
                         help='dataset config file(s), merged after each method\'s config')
@@ -84,7 +85,8 @@ def parse_args(argv=None):
     parser.add_argument('--iters', type=int, default=None,
                         help='iterations of every single-solver training (default: each solver\'s max_iter)')
     parser.add_argument('--only', default=None,
-                        help='comma-separated row ids or prefixes (e.g. t1_ss,t5); their dependencies run too')
+                        help='comma-separated row ids or prefixes (e.g. t1_ss,t5); their dependencies '
+                             'run too')
     parser.add_argument('--set', dest='set_cfgs', default=[], nargs='+', help='config KEY VALUE pairs')
     return parser.parse_args(argv)
 
@@ -230,7 +232,8 @@ class PaperRun:
     def rpn_proposals(self, which, variant):
         """RPN proposals of the test set: ``which`` is 'stage1' (unshared RPN) or 'shared' (final model)."""
         def run():
-            model = self.alt_opt()['stage_models']['stage1_rpn'] if which == 'stage1' else self.alt_opt()['final']
+            alt = self.alt_opt()
+            model = alt['stage_models']['stage1_rpn'] if which == 'stage1' else alt['final']
             path = osp.join(self.root, 'proposals', f'{which}_rpn_{variant}.npz')
             os.makedirs(osp.dirname(path), exist_ok=True)
             self.tool(f'proposals_{which}_{variant}', 'rpn_generate.py',
@@ -241,7 +244,8 @@ class PaperRun:
         return self.step(f'proposals_{which}_{variant}', run)['file']
 
     def external(self, method, imdb_name):
-        """SS / EB proposals of an imdb, computed here (cached) with the tools' settings; seconds per image."""
+        """SS / EB proposals of an imdb, computed here (cached) with the tools' settings, and the seconds
+        per image they took."""
         def run():
             from datasets.factory import get_imdb
             from datasets.imdb import set_proposals
@@ -359,8 +363,9 @@ class PaperRun:
         vgg = osp.join(cfg.ROOT_DIR, self.args.models_dir, 'VGG16', 'faster_rcnn_alt_opt')
         solver = glob.glob(osp.join(vgg, 'stage1_rpn_solver*.pt'))[0]
         rpn = self.train_single('rpn_vgg16', solver, f'{self.base}/paper/rpn_vgg16', ALT_OPT_CFG,
-                                {'TRAIN.HAS_RPN': True, 'TRAIN.BBOX_REG': False, 'TRAIN.PROPOSAL_METHOD': 'gt',
-                                 'TRAIN.IMS_PER_BATCH': 1}, self.args.larger_weights,
+                                {'TRAIN.HAS_RPN': True, 'TRAIN.BBOX_REG': False,
+                                 'TRAIN.PROPOSAL_METHOD': 'gt', 'TRAIN.IMS_PER_BATCH': 1},
+                                self.args.larger_weights,
                                 iters=RELEASED_ALT_OPT_ITERS[0])
 
         def run():
@@ -403,8 +408,9 @@ class PaperRun:
         """Detections of ``model`` on voc_2012_test as the evaluation server's archive; returns its path."""
         def run():
             exp_dir = f'{self.base}/paper/rows/{tag}'
-            self.tool(f'test_{tag}', 'test_net.py', ['--def', prototxt, '--net', model, '--imdb',
-                                                      paper.VOC2012_TEST], [cfg_file], {'EXP_DIR': exp_dir, **sets})
+            self.tool(f'test_{tag}', 'test_net.py',
+                      ['--def', prototxt, '--net', model, '--imdb', paper.VOC2012_TEST], [cfg_file],
+                      {'EXP_DIR': exp_dir, **sets})
             out = self.output_dir(exp_dir, paper.VOC2012_TEST, osp.splitext(osp.basename(model))[0])
             archive = osp.join(out, f'{paper.VOC2012_TEST}_comp4_results.tar.gz')
             if not osp.isfile(archive):
@@ -508,8 +514,8 @@ def main(argv=None):
     recall = run.recall() if only is None or 'fig2' in only else None
     anchors = run.anchor_sizes() if only is None or 'anchors' in only else None
     trained = {'alt_opt': run.alt_opt()} if osp.isfile(run._step_path('alt_opt')) else {}
-    for name in ('fast_rcnn_selective_search', 'fast_rcnn_edge_boxes', 'fast_rcnn_dense', 'end2end_equal_time',
-                 'end2end_released_ratio'):
+    for name in ('fast_rcnn_selective_search', 'fast_rcnn_edge_boxes', 'fast_rcnn_dense',
+                 'end2end_equal_time', 'end2end_released_ratio'):
         if osp.isfile(run._step_path(name)):
             with open(run._step_path(name), encoding='utf-8') as f:
                 trained[name] = json.load(f)
@@ -521,10 +527,11 @@ def main(argv=None):
              '(not the structured-forest edges of the EB paper; see datasets/external_proposals.py).'
              if ss_source else '']
     if args.net == 'TINY':
-        notes.append('TINY normalises with per-batch statistics (batch norm at test time too): the 5-scale test '
-                     'puts the five scales in one batch, so its statistics differ from training.')
-    meta = {'net': args.net, 'dataset': args.dataset, 'train_imdb': args.train_imdb, 'test_imdb': args.test_imdb,
-            'device': device_name(args.device), 'classes': list(test_imdb.classes[1:]),
+        notes.append('TINY normalises with per-batch statistics (batch norm at test time too): the 5-scale '
+                     'test puts the five scales in one batch, so its statistics differ from training.')
+    meta = {'net': args.net, 'dataset': args.dataset, 'train_imdb': args.train_imdb,
+            'test_imdb': args.test_imdb, 'device': device_name(args.device),
+            'classes': list(test_imdb.classes[1:]),
             'voc_classes': tuple(test_imdb.classes[1:]) == paper.VOC_CLASS_ORDER,
             'trained_on_0712': '2012' in args.train_imdb, 'test_scale': cfg.TEST.SCALES[0],
             'notes': [n for n in notes if n]}

@@ -206,25 +206,26 @@ def main(argv=None):
         return result
 
     common = dict(imdb_name=args.imdb_name)
-    rpn1 = timed('Step 1: stage-1 RPN, init from the initial model', _train_stage, stage_name='stage1_rpn',
-                 init_model=args.pretrained_model, solver=solvers[0], max_iters=max_iters[0], rpn_file=None,
-                 infix='stage1', **common)
+    rpn1 = timed('Step 1: stage-1 RPN, init from the initial model', _train_stage,
+                 stage_name='stage1_rpn', init_model=args.pretrained_model, solver=solvers[0],
+                 max_iters=max_iters[0], rpn_file=None, infix='stage1', **common)
     props1 = timed('Step 1: stage-1 RPN, generate proposals', _generate_proposals, stage_name='stage1_rpn',
                    rpn_model=rpn1, rpn_test_prototxt=rpn_test_prototxt, **common)
-    frcn1 = timed('Step 2: stage-1 Fast R-CNN on stage-1 RPN proposals, init from the initial model', _train_stage,
-                  stage_name='stage1_fast_rcnn', init_model=args.pretrained_model, solver=solvers[1],
-                  max_iters=max_iters[1], rpn_file=props1, infix='stage1', **common)
-    rpn2 = timed('Step 3: stage-2 RPN, init from the stage-1 Fast R-CNN, shared convs frozen', _train_stage, stage_name='stage2_rpn',
-                 init_model=frcn1, solver=solvers[2], max_iters=max_iters[2], rpn_file=None, infix='stage2',
-                 **common)
+    frcn1 = timed('Step 2: stage-1 Fast R-CNN on stage-1 RPN proposals, init from the initial model',
+                  _train_stage, stage_name='stage1_fast_rcnn', init_model=args.pretrained_model,
+                  solver=solvers[1], max_iters=max_iters[1], rpn_file=props1, infix='stage1', **common)
+    rpn2 = timed('Step 3: stage-2 RPN, init from the stage-1 Fast R-CNN, shared convs frozen', _train_stage,
+                 stage_name='stage2_rpn', init_model=frcn1, solver=solvers[2], max_iters=max_iters[2],
+                 rpn_file=None, infix='stage2', **common)
     props2 = timed('Step 3: stage-2 RPN, generate proposals', _generate_proposals, stage_name='stage2_rpn',
                    rpn_model=rpn2, rpn_test_prototxt=rpn_test_prototxt, **common)
-    frcn2 = timed('Step 4: stage-2 Fast R-CNN on stage-2 RPN proposals, init from the stage-2 RPN, shared convs frozen',
-                  _train_stage, stage_name='stage2_fast_rcnn', init_model=rpn2, solver=solvers[3],
-                  max_iters=max_iters[3], rpn_file=props2, infix='stage2', **common)
+    frcn2 = timed('Step 4: stage-2 Fast R-CNN on stage-2 RPN proposals, init from the stage-2 RPN, shared '
+                  'convs frozen', _train_stage, stage_name='stage2_fast_rcnn', init_model=rpn2,
+                  solver=solvers[3], max_iters=max_iters[3], rpn_file=props2, infix='stage2', **common)
     final_path = osp.join(output_dir, f'{args.net_name}_faster_rcnn_final.caffemodel')
-    timed('Final model: shared convs + stage-2 RPN (step 3) + stage-2 Fast R-CNN head (step 4)', _assemble_final_model,
-          test_prototxt=test_prototxt, rpn_model=rpn2, fast_rcnn_model=frcn2, final_path=final_path, **common)
+    timed('Final model: shared convs + stage-2 RPN (step 3) + stage-2 Fast R-CNN head (step 4)',
+          _assemble_final_model, test_prototxt=test_prototxt, rpn_model=rpn2, fast_rcnn_model=frcn2,
+          final_path=final_path, **common)
 
     print('Wall time per step:', flush=True)
     for label, seconds in times.items():

@@ -147,14 +147,16 @@ def main(argv=None):
     parser.add_argument('--seed', type=int, default=DEFAULT_SEED)
     parser.add_argument('--num-trainval', type=int, default=DEFAULT_NUM_TRAINVAL)
     parser.add_argument('--num-test', type=int, default=DEFAULT_NUM_TEST)
-    parser.add_argument('--out', default=None, help='output directory (default: <DATA_DIR>/SYNTHdevkit/SYNTH)')
+    parser.add_argument('--out', default=None,
+                        help='output directory (default: <DATA_DIR>/SYNTHdevkit/SYNTH)')
     parser.add_argument('--force', action='store_true', help='regenerate even when the stamp is up to date')
     args = parser.parse_args(argv)
     if args.num_trainval < 1 or args.num_test < 1:
         parser.error('--num-trainval and --num-test must be positive')
     out_dir = args.out or synth_dataset_path()
     stats, generated = generate(out_dir, args.seed, args.num_trainval, args.num_test, args.force)
-    state = f'generated in {stats["seconds"]} s' if generated else 'up to date (stamp matches; --force regenerates)'
+    state = (f'generated in {stats["seconds"]} s' if generated
+             else 'up to date (stamp matches; --force regenerates)')
     print(f'synthetic dataset {out_dir}: {state}')
     for split in ('trainval', 'test'):
         print(f'{split}: {json.dumps(stats[split])}')

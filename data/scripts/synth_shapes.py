@@ -228,5 +228,6 @@ def annotate(idmap, names, areas):
         box = [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())]
         short_side = min(box[2] - box[0] + 1, box[3] - box[1] + 1)
         objects.append({'name': name, 'box': box,
-                        'difficult': bool(fraction < DIFFICULT_VISIBLE_FRACTION or short_side < DIFFICULT_MIN_SIDE)})
+                        'difficult': bool(fraction < DIFFICULT_VISIBLE_FRACTION
+                                          or short_side < DIFFICULT_MIN_SIDE)})
     return objects, dropped

@@ -1,4 +1,5 @@
-"""Several imdbs with the same classes used as one training set (e.g. ``voc_2007_trainval+voc_2012_trainval``)."""
+"""Several imdbs with the same classes used as one training set (e.g.
+``voc_2007_trainval+voc_2012_trainval``)."""
 
 import bisect
 

@@ -104,7 +104,8 @@ class imdb:
             raise ValueError(f'imdb {self.name}: unknown proposal method {method!r}; '
                              f'known: {", ".join(PROPOSAL_METHODS)}')
         if self._flipped_appended:
-            raise RuntimeError(f'imdb {self.name}: set_proposal_method must come before append_flipped_images')
+            raise RuntimeError(f'imdb {self.name}: set_proposal_method must come before '
+                               'append_flipped_images')
         self._proposal_method = method
         self._roidb = None
 
@@ -179,7 +180,8 @@ class imdb:
             return windows
         mat = self.released_selective_search_file()
         if method == 'selective_search' and conf['ss_source'] not in ('auto', 'mat', 'opencv'):
-            raise ValueError(f'imdb {self.name}: ss_source must be auto, mat or opencv, got {conf["ss_source"]!r}')
+            raise ValueError(f'imdb {self.name}: ss_source must be auto, mat or opencv, '
+                             f'got {conf["ss_source"]!r}')
         if method == 'selective_search' and (conf['ss_source'] == 'mat' or
                                              (conf['ss_source'] == 'auto' and mat is not None)):
             if mat is None:
@@ -365,7 +367,8 @@ def flip_roidb_entry(entry):
     flipped_boxes = boxes.copy()
     flipped_boxes[:, 0] = width - boxes[:, 2] - 1
     flipped_boxes[:, 2] = width - boxes[:, 0] - 1
-    flipped = {key: (value.copy() if isinstance(value, np.ndarray) else value) for key, value in entry.items()}
+    flipped = {key: (value.copy() if isinstance(value, np.ndarray) else value)
+               for key, value in entry.items()}
     flipped['boxes'] = flipped_boxes
     flipped['flipped'] = True
     return flipped
@@ -384,7 +387,8 @@ def merge_roidbs(a, b):
                              f'{entry_b["image"]}')
         entry_a['boxes'] = np.vstack((entry_a['boxes'], entry_b['boxes'])).astype(np.float32)
         entry_a['gt_classes'] = np.hstack((entry_a['gt_classes'], entry_b['gt_classes'])).astype(np.int32)
-        entry_a['gt_overlaps'] = np.vstack((entry_a['gt_overlaps'], entry_b['gt_overlaps'])).astype(np.float32)
+        entry_a['gt_overlaps'] = np.vstack((entry_a['gt_overlaps'],
+                                            entry_b['gt_overlaps'])).astype(np.float32)
         entry_a['seg_areas'] = np.hstack((entry_a['seg_areas'], entry_b['seg_areas'])).astype(np.float32)
     return a
 
@@ -426,7 +430,8 @@ def load_box_list(path, image_index):
         offsets = data['offsets']
     expected = [str(s) for s in image_index]
     if ids != expected:
-        where = next((k for k, (x, y) in enumerate(zip(ids, expected)) if x != y), min(len(ids), len(expected)))
+        where = next((k for k, (x, y) in enumerate(zip(ids, expected)) if x != y),
+                     min(len(ids), len(expected)))
         found = ids[where] if where < len(ids) else '<end>'
         wanted = expected[where] if where < len(expected) else '<end>'
         raise ValueError(f'{path}: image ids do not match the imdb ({len(ids)} in file, {len(expected)} '

@@ -128,7 +128,8 @@ def _read_number(element, path, filename, what):
     try:
         value = float(text)
     except ValueError:
-        raise BadAnnotationError(f'{filename}: {what}: field <{path}> is not a number: {text.strip()!r}') from None
+        raise BadAnnotationError(f'{filename}: {what}: field <{path}> is not a number: '
+                                 f'{text.strip()!r}') from None
     if not np.isfinite(value):
         raise BadAnnotationError(f'{filename}: {what}: field <{path}> is not finite: {text.strip()!r}')
     return value
@@ -144,7 +145,8 @@ def _parse_object(obj, k, filename, width, height, class_to_ind, on_bad_box):
                               for tag in ('xmin', 'ymin', 'xmax', 'ymax'))
     difficult_text = (obj.findtext('difficult') or '0').strip()
     if difficult_text not in ('0', '1'):
-        raise BadAnnotationError(f'{filename}: {what}: field <difficult> must be 0 or 1, got {difficult_text!r}')
+        raise BadAnnotationError(f'{filename}: {what}: field <difficult> must be 0 or 1, '
+                                 f'got {difficult_text!r}')
     values = f'xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} ymax={ymax:g}'
     box = np.array([xmin, ymin, xmax, ymax]) - 1.0
 
@@ -194,7 +196,8 @@ class pascal_voc(imdb):
         self._devkit_path = devkit_path or osp.join(cfg.DATA_DIR, f'VOCdevkit{year}')
         self._data_path = osp.join(self._devkit_path, dataset_dir or f'VOC{year}')
         self._on_bad_box = on_bad_box
-        self._class_to_ind = {c: i for i, c in enumerate(self.classes) if i > 0}  # objects are never background
+        # objects are never background
+        self._class_to_ind = {c: i for i, c in enumerate(self.classes) if i > 0}
         self._annotations = None
         self._has_annotations = None
         if use_07_metric is None:
@@ -245,7 +248,8 @@ class pascal_voc(imdb):
         """False for an image set published without annotations (VOC 2012 test, evaluated by the server):
         its ``Annotations/`` holds none of its images."""
         if self._has_annotations is None:
-            self._has_annotations = any(osp.isfile(self.annotation_path(index)) for index in self._image_index)
+            self._has_annotations = any(osp.isfile(self.annotation_path(index))
+                                        for index in self._image_index)
         return self._has_annotations
 
     def annotations(self):
@@ -333,7 +337,8 @@ class pascal_voc(imdb):
                 'gt_classes': gt_classes.copy(),
                 'gt_overlaps': overlaps,
                 'flipped': False,
-                'seg_areas': ((boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)).astype(np.float32),
+                'seg_areas': ((boxes[:, 2] - boxes[:, 0] + 1)
+                              * (boxes[:, 3] - boxes[:, 1] + 1)).astype(np.float32),
             })
         return roidb
 
@@ -399,12 +404,14 @@ class pascal_voc(imdb):
 
 
 def _check_all_boxes(all_boxes, num_classes, num_images):
-    """Raise ``ValueError`` unless ``all_boxes`` is num_classes lists of num_images N x 5 arrays (or empty)."""
+    """Raise ``ValueError`` unless ``all_boxes`` is num_classes lists of num_images N x 5 arrays (or
+    empty)."""
     if len(all_boxes) != num_classes:
         raise ValueError(f'all_boxes has {len(all_boxes)} classes, expected {num_classes}')
     for cls_ind in range(1, num_classes):
         if len(all_boxes[cls_ind]) != num_images:
-            raise ValueError(f'all_boxes[{cls_ind}] has {len(all_boxes[cls_ind])} images, expected {num_images}')
+            raise ValueError(f'all_boxes[{cls_ind}] has {len(all_boxes[cls_ind])} images, '
+                             f'expected {num_images}')
         for i, dets in enumerate(all_boxes[cls_ind]):
             shape = np.shape(dets)
             if np.size(dets) > 0 and (len(shape) != 2 or shape[1] != 5):

@@ -125,7 +125,8 @@ def read_detections(detpath, known_ids):
 def voc_ap(rec, prec, use_07_metric=False):
     """Average precision from a recall / precision curve (arrays in detection order).
 
-    ``use_07_metric``: VOC2007 11-point: mean over t in ``VOC07_THRESHOLDS`` (MATLAB's 0:0.1:1) of the maximum precision at
+    ``use_07_metric``: VOC2007 11-point: mean over t in ``VOC07_THRESHOLDS`` (MATLAB's 0:0.1:1) of the
+    maximum precision at
     recall >= t (0 when no recall reaches t). Otherwise (VOC2010+): the area under the precision envelope
     (precision made monotonically non-increasing), summed where recall changes.
     """

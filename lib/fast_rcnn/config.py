@@ -219,7 +219,8 @@ def cfg_from_file(filename):
     with open(filename, encoding='utf-8') as f:
         yaml_cfg = yaml.safe_load(f) or {}
     if not isinstance(yaml_cfg, dict):
-        raise TypeError(f'{filename}: a config file must hold a mapping of keys, got {type(yaml_cfg).__name__}')
+        raise TypeError(f'{filename}: a config file must hold a mapping of keys, '
+                        f'got {type(yaml_cfg).__name__}')
     _merge_a_into_b(edict(yaml_cfg), __C)
 
 

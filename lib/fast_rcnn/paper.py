@@ -81,7 +81,8 @@ TABLE6 = {
     ('RPN', '07'): (70.0, 80.6, 70.1, 57.3, 49.9, 78.2, 80.4, 82.0, 52.2, 75.3, 67.2, 80.3, 79.8, 75.0, 76.3,
                     39.1, 68.3, 67.3, 81.1, 67.6),
 }
-TABLE6_ROWS = {('SS', '07'): 't1_ss_ss', ('RPN*', '07'): 't1_rpn_unshared_300', ('RPN', '07'): 't1_rpn_shared_300'}
+TABLE6_ROWS = {('SS', '07'): 't1_ss_ss', ('RPN*', '07'): 't1_rpn_unshared_300',
+               ('RPN', '07'): 't1_rpn_shared_300'}
 # Fast R-CNN's five test scales (Table 5, from [5]) for a single training scale of 600, and its max size.
 FIVE_SCALES = (480, 576, 688, 864, 1200)
 FIVE_SCALES_BASE = 600
@@ -242,10 +243,11 @@ def write_report(results, out_dir, meta, recall=None, anchors=None, pictures=())
              'VGG-16; on another net or dataset it is a reference, not a target); diff = ours - paper.']
     parts += meta.get('notes', [])
 
-    t1 = [(ROWS[r][1], ROWS[r][2], ROWS[r][3], _ours(results, r), _pct(ROWS[r][4]), _diff(results, r, ROWS[r][4]),
-           r) for r in ROWS if ROWS[r][0] == '1']
+    t1 = [(ROWS[r][1], ROWS[r][2], ROWS[r][3], _ours(results, r), _pct(ROWS[r][4]),
+           _diff(results, r, ROWS[r][4]), r) for r in ROWS if ROWS[r][0] == '1']
     parts += ['## Table 1 (proposal methods and ablations)',
-              _table(('train proposals', 'test proposals', '# test', 'ours', 'paper (ZF)', 'diff', 'row'), t1)]
+              _table(('train proposals', 'test proposals', '# test', 'ours', 'paper (ZF)', 'diff', 'row'),
+                     t1)]
 
     t2 = []
     for method, count, data, paper, paper_ms, row in TABLE2:
@@ -255,8 +257,8 @@ def write_report(results, out_dir, meta, recall=None, anchors=None, pictures=())
         t2.append((method, count, data, ours, _pct(paper), _diff(results, row, paper) if same_data else '—',
                    f'{tim[3]:.0f}' if tim and same_data else '—', paper_ms))
     parts += ['## Table 2 (VOC 2007 test in the paper; our test set here)',
-              _table(('method', '# proposals', 'data', 'ours', 'paper (VGG-16)', 'diff', 'ours ms', 'paper ms'),
-                     t2)]
+              _table(('method', '# proposals', 'data', 'ours', 'paper (VGG-16)', 'diff', 'ours ms',
+                      'paper ms'), t2)]
 
     t3_status = results.get('t3_voc2012_test') or {}
     t3 = []
@@ -276,8 +278,8 @@ def write_report(results, out_dir, meta, recall=None, anchors=None, pictures=())
         ours = (f'{tim[0]:.1f}', f'{tim[1]:.1f}', f'{tim[2]:.1f}', f'{tim[3]:.1f}',
                 f'{1000 / tim[3]:.1f} fps') if tim else ('—',) * 5
         t4.append((system, *ours, ' / '.join(map(str, vgg)), ' / '.join(map(str, zf)) if zf else '—'))
-    parts += [f'## Table 4 (timing, ms per image; ours on {meta["device"]}, the paper on a K40 GPU with SS on '
-              'a CPU; region-wise includes NMS and post-processing; the SS time is per image and process)',
+    parts += [f'## Table 4 (timing, ms per image; ours on {meta["device"]}, the paper on a K40 GPU with SS '
+              'on a CPU; region-wise includes NMS and post-processing; the SS time is per image and process)',
               _table(('system', 'conv', 'proposal', 'region-wise', 'total', 'rate',
                       'paper VGG conv / proposal / region / total', 'paper ZF'), t4)]
 
@@ -331,7 +333,8 @@ def write_report(results, out_dir, meta, recall=None, anchors=None, pictures=())
     if per_class:
         parts += ['## Tables 6 / 7: per-class AP of every row', _table(('row', *classes), per_class)]
     if meta.get('voc_classes'):
-        paper_rows = [(f'paper {m} ({d})', *(f'{v:.1f}' for v in values)) for (m, d), values in TABLE6.items()]
+        paper_rows = [(f'paper {m} ({d})', *(f'{v:.1f}' for v in values))
+                      for (m, d), values in TABLE6.items()]
         ours_rows = [(f'ours {TABLE6_ROWS[key]}', *(_pct(results[TABLE6_ROWS[key]]['ap'].get(c))
                                                     for c in VOC_CLASS_ORDER))
                      for key in TABLE6 if _map(results, TABLE6_ROWS[key]) is not None]

@@ -150,7 +150,8 @@ def _with_params(layer, params):
 def conv(name, bottom, top, num_output, kernel, pad, stride, params, std=None):
     """Convolution; ``std`` adds a Gaussian weight filler and a zero bias (layers not in ImageNet models)."""
     layer = _with_params({'name': name, 'type': 'Convolution', 'bottom': bottom, 'top': top}, params)
-    layer['convolution_param'] = {'num_output': num_output, 'kernel_size': kernel, 'pad': pad, 'stride': stride}
+    layer['convolution_param'] = {'num_output': num_output, 'kernel_size': kernel, 'pad': pad,
+                                  'stride': stride}
     if std is not None:
         layer['convolution_param'].update(weight_filler=gaussian(std), bias_filler=ZERO)
     return layer
@@ -217,14 +218,16 @@ def silence(blob):
 
 def softmax_loss(name, score, labels, top):
     """Softmax loss over labelled entries (label -1 is ignored), no gradient into the labels."""
-    return {'name': name, 'type': 'SoftmaxWithLoss', 'bottom': [score, labels], 'propagate_down': [True, False],
-            'top': top, 'loss_weight': 1, 'loss_param': {'ignore_label': -1, 'normalize': True}}
+    return {'name': name, 'type': 'SoftmaxWithLoss', 'bottom': [score, labels],
+            'propagate_down': [True, False], 'top': top, 'loss_weight': 1,
+            'loss_param': {'ignore_label': -1, 'normalize': True}}
 
 
 def smooth_l1_loss(name, prefix, top, sigma=None):
     """SmoothL1Loss on ``<prefix>pred`` against targets with inside and outside weights."""
     layer = {'name': name, 'type': 'SmoothL1Loss',
-             'bottom': [f'{prefix}pred', f'{prefix}targets', f'{prefix}inside_weights', f'{prefix}outside_weights'],
+             'bottom': [f'{prefix}pred', f'{prefix}targets', f'{prefix}inside_weights',
+                        f'{prefix}outside_weights'],
              'top': top, 'loss_weight': 1}
     if sigma is not None:
         layer['smooth_l1_loss_param'] = {'sigma': sigma}
@@ -280,8 +283,8 @@ def vgg16_backbone(arch, frozen_shared, test):
     for block, (channels, depth) in enumerate(VGG16_BLOCKS, start=1):
         for i in range(1, depth + 1):
             name = f'conv{block}_{i}'
-            layers += [conv(name, bottom, name, channels, 3, 1, 1, _conv_params(name, arch, frozen_shared, test)),
-                       relu(f'relu{block}_{i}', name)]
+            params = _conv_params(name, arch, frozen_shared, test)
+            layers += [conv(name, bottom, name, channels, 3, 1, 1, params), relu(f'relu{block}_{i}', name)]
             bottom = name
         if block < len(VGG16_BLOCKS):
             layers.append(max_pool(f'pool{block}', bottom, f'pool{block}', 2, 2))
@@ -291,9 +294,11 @@ def vgg16_backbone(arch, frozen_shared, test):
 
 ZF = Arch(dirname='ZF', net_name='ZF', backbone=zf_backbone, feature_blob='conv5', feature_channels=256,
           rpn_channels=256, pooled_size=6, roi_pool_name='roi_pool_conv5', dropout_scale_train=False,
-          snapshot_name='zf', always_frozen=(), alt_opt_rpn_names=RpnNames('rpn_conv1', 'rpn_relu1', 'rpn_conv1'))
-VGG16 = Arch(dirname='VGG16', net_name='VGG_ILSVRC_16_layers', backbone=vgg16_backbone, feature_blob='conv5_3',
-             feature_channels=512, rpn_channels=512, pooled_size=7, roi_pool_name='roi_pool5',
+          snapshot_name='zf', always_frozen=(),
+          alt_opt_rpn_names=RpnNames('rpn_conv1', 'rpn_relu1', 'rpn_conv1'))
+VGG16 = Arch(dirname='VGG16', net_name='VGG_ILSVRC_16_layers', backbone=vgg16_backbone,
+             feature_blob='conv5_3', feature_channels=512, rpn_channels=512, pooled_size=7,
+             roi_pool_name='roi_pool5',
              dropout_scale_train=True, snapshot_name='vgg16', always_frozen=('conv1_', 'conv2_'),
              alt_opt_rpn_names=STANDARD_RPN, head_loss_tops=('loss_cls', 'loss_bbox'))
 ARCHS = (ZF, VGG16)
@@ -324,15 +329,16 @@ def rpn_loss_layers():
     return [
         python_layer('rpn-data', 'rpn.anchor_target_layer', 'AnchorTargetLayer',
                      ['rpn_cls_score', 'gt_boxes', 'im_info', 'data'],
-                     ['rpn_labels', 'rpn_bbox_targets', 'rpn_bbox_inside_weights', 'rpn_bbox_outside_weights'],
-                     feat_stride_param()),
+                     ['rpn_labels', 'rpn_bbox_targets', 'rpn_bbox_inside_weights',
+                      'rpn_bbox_outside_weights'], feat_stride_param()),
         softmax_loss('rpn_loss_cls', 'rpn_cls_score_reshape', 'rpn_labels', 'rpn_cls_loss'),
         smooth_l1_loss('rpn_loss_bbox', 'rpn_bbox_', 'rpn_loss_bbox', sigma=3.0),
     ]
 
 
 def proposal_layers(tops, cut_backward=False):
-    """Objectness softmax and the proposal layer; ``cut_backward`` stops Caffe from backpropagating into it."""
+    """Objectness softmax and the proposal layer; ``cut_backward`` stops Caffe from backpropagating into
+    it."""
     proposal = python_layer('proposal', 'rpn.proposal_layer', 'ProposalLayer',
                             ['rpn_cls_prob_reshape', 'rpn_bbox_pred', 'im_info'], tops, feat_stride_param())
     if cut_backward:
@@ -354,7 +360,8 @@ def fast_rcnn_layers(arch, params, test):
         pool,
         inner_product('fc6', arch.roi_pool_name, 'fc6', FC_DIM, params), relu('relu6', 'fc6'),
         dropout('drop6', 'fc6', arch),
-        inner_product('fc7', 'fc6', 'fc7', FC_DIM, params), relu('relu7', 'fc7'), dropout('drop7', 'fc7', arch),
+        inner_product('fc7', 'fc6', 'fc7', FC_DIM, params), relu('relu7', 'fc7'),
+        dropout('drop7', 'fc7', arch),
         inner_product('cls_score', 'fc7', 'cls_score', NUM_CLASSES, params, None if test else 0.01),
         inner_product('bbox_pred', 'fc7', 'bbox_pred', 4 * NUM_CLASSES, params, None if test else 0.001),
     ]
@@ -389,8 +396,8 @@ def rpn_data_layer():
 def fast_rcnn_data_layer():
     """Data layer in Fast R-CNN mode: images, sampled RoIs with labels and regression targets."""
     return python_layer('data', 'roi_data_layer.layer', 'RoIDataLayer', [],
-                        ['data', 'rois', 'labels', 'bbox_targets', 'bbox_inside_weights', 'bbox_outside_weights'],
-                        num_classes_param())
+                        ['data', 'rois', 'labels', 'bbox_targets', 'bbox_inside_weights',
+                         'bbox_outside_weights'], num_classes_param())
 
 
 def test_inputs(second='im_info'):
@@ -425,7 +432,8 @@ def rpn_stage_train(arch, frozen_shared):
     names = arch.alt_opt_rpn_names
     return net_text(arch, data_section(rpn_data_layer()), [
         backbone_section(arch, frozen_shared),
-        section('RPN', rpn_layers(arch, names, LEARNED, test=False) + [rpn_score_reshape()] + rpn_loss_layers()),
+        section('RPN', rpn_layers(arch, names, LEARNED, test=False) + [rpn_score_reshape()] +
+                rpn_loss_layers()),
         section('Fast R-CNN (frozen, only carried into the snapshot)', frozen_fc_layers(arch)),
     ])
 
@@ -446,7 +454,8 @@ def rpn_test(arch):
     """RPN alone at test time: proposals ``rois`` (R x 5) and their objectness ``scores``."""
     return net_text(arch, test_inputs(), [
         backbone_section(arch, test=True),
-        section('RPN', rpn_layers(arch, arch.alt_opt_rpn_names, NO_MULTIPLIERS, test=True) + [rpn_score_reshape()]),
+        section('RPN', rpn_layers(arch, arch.alt_opt_rpn_names, NO_MULTIPLIERS, test=True) +
+                [rpn_score_reshape()]),
         section('Proposals', proposal_layers(['rois', 'scores'])),
     ])
 
@@ -466,7 +475,8 @@ def end2end_train(arch):
     """Approximate joint training: RPN losses + proposals -> proposal targets -> head losses, one net."""
     proposal_target = python_layer(
         'roi-data', 'rpn.proposal_target_layer', 'ProposalTargetLayer', ['rpn_rois', 'gt_boxes'],
-        ['rois', 'labels', 'bbox_targets', 'bbox_inside_weights', 'bbox_outside_weights'], num_classes_param())
+        ['rois', 'labels', 'bbox_targets', 'bbox_inside_weights', 'bbox_outside_weights'],
+        num_classes_param())
     return net_text(arch, data_section(rpn_data_layer()), [
         backbone_section(arch),
         section('RPN', rpn_layers(arch, STANDARD_RPN, LEARNED, test=False) + [rpn_score_reshape()] +
@@ -504,7 +514,8 @@ def solver_text(train_net, stepsize, snapshot_prefix, extra=None):
 def alt_opt_files(arch):
     """``{filename: text}`` of an arch's faster_rcnn_alt_opt directory."""
     rel = f'{REPO_MODELS_DIR}/{arch.dirname}/faster_rcnn_alt_opt'
-    files = {'rpn_test.pt': rpn_test(arch), 'faster_rcnn_test.pt': detector_test(arch, arch.alt_opt_rpn_names)}
+    files = {'rpn_test.pt': rpn_test(arch),
+             'faster_rcnn_test.pt': detector_test(arch, arch.alt_opt_rpn_names)}
     for stage, frozen in (('stage1', False), ('stage2', True)):
         files[f'{stage}_rpn_train.pt'] = rpn_stage_train(arch, frozen)
         files[f'{stage}_fast_rcnn_train.pt'] = fast_rcnn_stage_train(arch, frozen)

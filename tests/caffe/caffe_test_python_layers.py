@@ -1,4 +1,5 @@
-"""A Python layer for the pycaffe tests (imported by pycaffe by module name; tests/caffe is put on sys.path)."""
+"""A Python layer for the pycaffe tests (imported by pycaffe by module name; tests/caffe is put on
+sys.path)."""
 import caffe
 import yaml
 

@@ -13,8 +13,10 @@ REPO = Path(__file__).resolve().parents[2]
 NET = """
 name: "tiny"
 force_backward: true
-layer { name: "input" type: "Input" top: "data" top: "target" input_param { shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 } } }
-layer { name: "loss" type: "SmoothL1Loss" bottom: "data" bottom: "target" top: "loss" smooth_l1_loss_param { sigma: 3 } }
+layer { name: "input" type: "Input" top: "data" top: "target"
+        input_param { shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 } } }
+layer { name: "loss" type: "SmoothL1Loss" bottom: "data" bottom: "target" top: "loss"
+        smooth_l1_loss_param { sigma: 3 } }
 """
 
 
@@ -52,4 +54,5 @@ def test_cpu_mode_forward_backward(caffe, make_net):
     expected = (0.01125 + 0.045 + (0.2 - 1 / 18) + (1 - 1 / 18) + 0 + (2 - 1 / 18)) / 2
     assert abs(loss - expected) < 1e-6
     net.backward()
-    np.testing.assert_allclose(net.blobs['data'].diff, [[0.225, -0.45, 0.5], [-0.5, 0, 0.5]], rtol=0, atol=1e-7)
+    np.testing.assert_allclose(net.blobs['data'].diff, [[0.225, -0.45, 0.5], [-0.5, 0, 0.5]],
+                               rtol=0, atol=1e-7)

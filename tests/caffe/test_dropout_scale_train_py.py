@@ -11,7 +11,8 @@ X = np.arange(1, 201, dtype=np.float32).reshape(1, 2, 10, 10)  # no zeros: a dro
 NET = """
 name: "dropout"
 force_backward: true
-layer {{ name: "input" type: "Input" top: "data" input_param {{ shape {{ dim: 1 dim: 2 dim: 10 dim: 10 }} }} }}
+layer {{ name: "input" type: "Input" top: "data"
+         input_param {{ shape {{ dim: 1 dim: 2 dim: 10 dim: 10 }} }} }}
 layer {{
   name: "drop" type: "Dropout" bottom: "data" top: "dropped"
   dropout_param {{ dropout_ratio: 0.25 scale_train: {scale_train} }}
@@ -30,7 +31,8 @@ def run(caffe, make_net, phase, scale_train):
     return net.blobs['dropped'].data.copy(), net.blobs['data'].diff.copy()
 
 
-@pytest.mark.parametrize('scale_train, kept_factor', [(False, np.float32(1)), (True, np.float32(1) / np.float32(0.75))])
+@pytest.mark.parametrize('scale_train, kept_factor',
+                         [(False, np.float32(1)), (True, np.float32(1) / np.float32(0.75))])
 def test_train_phase(caffe, make_net, scale_train, kept_factor):
     top, grad = run(caffe, make_net, caffe.TRAIN, scale_train)
     kept = top != 0

@@ -25,11 +25,13 @@ name: "fast_rcnn_layers"
 force_backward: true
 layer {
   name: "input" type: "Input" top: "data" top: "rois" top: "targets"
-  input_param { shape { dim: 1 dim: 1 dim: 4 dim: 5 } shape { dim: 2 dim: 5 } shape { dim: 2 dim: 1 dim: 2 dim: 2 } }
+  input_param { shape { dim: 1 dim: 1 dim: 4 dim: 5 } shape { dim: 2 dim: 5 }
+                shape { dim: 2 dim: 1 dim: 2 dim: 2 } }
 }
 layer {
   name: "affine" type: "Python" bottom: "data" top: "scaled"
-  python_param { module: "caffe_test_python_layers" layer: "AffineLayer" param_str: "{'scale': 2, 'shift': -1}" }
+  python_param { module: "caffe_test_python_layers" layer: "AffineLayer"
+                 param_str: "{'scale': 2, 'shift': -1}" }
 }
 layer {
   name: "roi_pool" type: "ROIPooling" bottom: "scaled" bottom: "rois" top: "pooled"

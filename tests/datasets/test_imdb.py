@@ -18,7 +18,8 @@ def gt_entry(image, width, height, boxes, classes):
     overlaps[np.arange(len(classes)), classes] = 1
     return {'image': image, 'width': width, 'height': height, 'boxes': boxes, 'gt_classes': classes,
             'gt_overlaps': overlaps, 'flipped': False,
-            'seg_areas': ((boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)).astype(np.float32)}
+            'seg_areas': ((boxes[:, 2] - boxes[:, 0] + 1)
+                          * (boxes[:, 3] - boxes[:, 1] + 1)).astype(np.float32)}
 
 
 class ListImdb(imdb):
@@ -89,7 +90,8 @@ def test_create_roidb_from_box_list_stores_best_iou_in_its_class_column():
     assert entry['gt_overlaps'].dtype == np.float32
     np.testing.assert_array_equal(entry['gt_overlaps'], [[0, 1, 0], [0, 0.5, 0], [0, 0, 0.5], [0, 0, 0]])
     np.testing.assert_array_equal(entry['gt_classes'], [0, 0, 0, 0])
-    assert (entry['width'], entry['height'], entry['image'], entry['flipped']) == (40, 30, '/toy/im1.jpg', False)
+    assert (entry['width'], entry['height'], entry['image'], entry['flipped']) == \
+        (40, 30, '/toy/im1.jpg', False)
     assert roidb[1]['boxes'].shape == (0, 4) and roidb[1]['gt_overlaps'].shape == (0, 3)
 
 
@@ -123,8 +125,9 @@ def test_box_list_round_trip_with_scores_and_empty_images(tmp_path):
 def test_box_list_id_mismatch_names_file_and_position(tmp_path):
     path = str(tmp_path / 'props.npz')
     save_box_list(path, ['x', 'y'], [np.zeros((1, 4)), np.zeros((1, 4))])
-    with pytest.raises(ValueError, match=r"props.npz: image ids do not match the imdb \(2 in file, 2 expected\); "
-                                         r"first difference at position 1: file has 'y', imdb has 'w'"):
+    with pytest.raises(ValueError, match=r"props.npz: image ids do not match the imdb "
+                                         r"\(2 in file, 2 expected\); first difference at position 1: "
+                                         r"file has 'y', imdb has 'w'"):
         load_box_list(path, ['x', 'w'])
     with pytest.raises(ValueError, match=r"\(2 in file, 3 expected\); first difference at position 2: "
                                          r"file has '<end>', imdb has 'z'"):
@@ -201,10 +204,10 @@ def test_proposals_overshooting_by_less_than_a_pixel_are_clipped_so_flipping_wor
     roidb = d.create_roidb_from_box_list([np.array([[-0.4, 0, 39.6, 29.5]], np.float32), np.zeros((0, 4))],
                                          d.gt_roidb())
     np.testing.assert_array_equal(roidb[0]['boxes'], [[0, 0, 39, 29]])
-    with pytest.raises(ValueError, match=r'proposal 1 = \[0.0, 0.0, 40.0, 29.0\] of /toy/im1.jpg lies outside '
-                                         r'the 40 x 30 image by a pixel or more'):
-        d.create_roidb_from_box_list([np.array([[0, 0, 39, 29], [0, 0, 40, 29]], np.float32), np.zeros((0, 4))],
-                                     d.gt_roidb())
+    with pytest.raises(ValueError, match=r'proposal 1 = \[0.0, 0.0, 40.0, 29.0\] of /toy/im1.jpg lies '
+                                         r'outside the 40 x 30 image by a pixel or more'):
+        d.create_roidb_from_box_list([np.array([[0, 0, 39, 29], [0, 0, 40, 29]], np.float32),
+                                      np.zeros((0, 4))], d.gt_roidb())
 
 
 def test_dense_proposals_are_the_anchor_grid_in_original_pixels():

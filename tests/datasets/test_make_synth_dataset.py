@@ -131,8 +131,9 @@ def test_factory_lists_all_sets():
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(KeyError, match=r"unknown imdb 'voc_2012_test'; known: synth_mini_test, .*voc_2012_val"):
-        get_imdb('voc_2007_trainval+voc_2012_test')
+    with pytest.raises(KeyError,
+                       match=r"unknown imdb 'voc_2012_tset'; known: synth_mini_test, .*voc_2012_val"):
+        get_imdb('voc_2007_trainval+voc_2012_tset')
 
 
 def test_synth_sets_and_mini_subsets(synth_data_dir, monkeypatch):
@@ -155,9 +156,9 @@ def test_combined_imdb_concatenates_and_refuses_evaluation(synth_data_dir, monke
     combined.append_flipped_images()
     assert combined.num_images == 120 and combined.image_path_at(100) == combined.image_path_at(40)
     assert combined.roidb[100]['flipped']
-    with pytest.raises(RuntimeError, match=r'synth_mini_trainval\+synth_mini_test is a combined training set '
-                                           r'and cannot be evaluated; evaluate its parts \(synth_mini_trainval, '
-                                           r'synth_mini_test\) separately'):
+    with pytest.raises(RuntimeError, match=r'synth_mini_trainval\+synth_mini_test is a combined training '
+                                           r'set and cannot be evaluated; evaluate its parts '
+                                           r'\(synth_mini_trainval, synth_mini_test\) separately'):
         combined.evaluate_detections([], str(tmp_path))
     with pytest.raises(ValueError, match='more than once'):
         get_imdb('synth_test+synth_test')

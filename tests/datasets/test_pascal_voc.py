@@ -111,9 +111,11 @@ def test_flipping_loaded_boxes_that_touch_x0_and_w_minus_1(data_dir):
      r"1-based coordinates must lie in 1..30 x 1..20\)"),
     ([('dog', (0, 5, 30, 20), 0)], r"000002.xml: object 0 \('dog'\): box outside the image \(xmin=0 "),
     ([('dog', (7, 5, 6, 20), 0)],
-     r"000002.xml: object 0 \('dog'\): inverted box \(xmin=7 ymin=5 xmax=6 ymax=20: xmax < xmin or ymax < ymin\)"),
+     r"000002.xml: object 0 \('dog'\): inverted box \(xmin=7 ymin=5 xmax=6 ymax=20: xmax < xmin or "
+     r"ymax < ymin\)"),
     ([('dog', (7, 9, 9, 8), 0)], r"000002.xml: object 0 \('dog'\): inverted box"),
-    ([('dog', (10, 5, 30, 20), 2)], r"000002.xml: object 0 \('dog'\): field <difficult> must be 0 or 1, got '2'"),
+    ([('dog', (10, 5, 30, 20), 2)],
+     r"000002.xml: object 0 \('dog'\): field <difficult> must be 0 or 1, got '2'"),
 ])
 def test_bad_objects_raise_naming_file_object_and_values(tmp_path, monkeypatch, objects, message):
     monkeypatch.setattr(cfg, 'DATA_DIR', str(tmp_path))
@@ -125,7 +127,8 @@ def test_bad_objects_raise_naming_file_object_and_values(tmp_path, monkeypatch, 
 def test_missing_field_and_broken_xml_name_the_file(data_dir):
     ann_dir = data_dir / 'VOCdevkit2007/VOC2007/Annotations'
     (ann_dir / '000002.xml').write_text(xml_text(30, 20, OBJECTS['000002']).replace('<ymax>20</ymax>', ''))
-    with pytest.raises(BadAnnotationError, match=r"000002.xml: object 0 \('dog'\): missing field <bndbox/ymax>"):
+    with pytest.raises(BadAnnotationError,
+                       match=r"000002.xml: object 0 \('dog'\): missing field <bndbox/ymax>"):
         load().roidb
     (ann_dir / '000002.xml').write_text('<annotation><size><height>20</height></size></annotation>')
     with pytest.raises(BadAnnotationError, match=r'000002.xml: image size: missing field <size/width>'):
@@ -143,8 +146,8 @@ def test_clip_and_skip_policies_warn_naming_the_file(tmp_path, monkeypatch):
     with pytest.warns(UserWarning) as record:
         clipped = load(on_bad_box='clip').roidb
     assert [str(w.message).split('.xml: ')[1] for w in record] == [
-        "object 0 ('dog'): box outside the image (xmin=0 ymin=5 xmax=33 ymax=20; 1-based coordinates must lie "
-        "in 1..30 x 1..20); clipped to 1-based [1.0, 5.0, 30.0, 20.0]",
+        "object 0 ('dog'): box outside the image (xmin=0 ymin=5 xmax=33 ymax=20; 1-based coordinates "
+        "must lie in 1..30 x 1..20); clipped to 1-based [1.0, 5.0, 30.0, 20.0]",
         "object 1 ('cow'): unknown class name 'cow' (known: cat, dog); object skipped"]
     np.testing.assert_array_equal(clipped[1]['boxes'], [[0, 4, 29, 19], [1, 1, 5, 5]])
     with pytest.warns(UserWarning) as again:  # from the cache: still reported
@@ -230,8 +233,8 @@ def test_evaluate_detections_writes_results_and_prints_the_table(data_dir, tmp_p
         '000001 0.700 11.0 6.0 16.0 9.0\n'
         '000002 0.600 2.0 2.0 6.0 6.0\n')
     summary = json.loads((out / 'voc_2007_test_eval.json').read_text())
-    assert summary == {'imdb': 'voc_2007_test', 'metric': 'VOC07 11-point', 'iou_thresh': 0.5, 'num_images': 2,
-                       'ap': {'cat': 0.5, 'dog': 1.0}, 'mAP': 0.75}
+    assert summary == {'imdb': 'voc_2007_test', 'metric': 'VOC07 11-point', 'iou_thresh': 0.5,
+                       'num_images': 2, 'ap': {'cat': 0.5, 'dog': 1.0}, 'mAP': 0.75}
     with np.load(out / 'cat_pr.npz', allow_pickle=False) as pr:
         np.testing.assert_array_equal(pr['rec'], [0, 0, 1])
         np.testing.assert_array_equal(pr['prec'], [0, 0, 0.5])
@@ -252,8 +255,8 @@ def test_evaluate_detections_checks_all_boxes_and_refuses_flipped(data_dir, tmp_
 
 def test_annotation_xml_writes_1_based_and_parses_back(tmp_path):
     path = tmp_path / 'x.xml'
-    path.write_text(annotation_xml('x.jpg', 30, 20, [{'name': 'dog', 'box': [0, 4, 29, 19], 'difficult': True}],
-                                   'SET'))
+    objects = [{'name': 'dog', 'box': [0, 4, 29, 19], 'difficult': True}]
+    path.write_text(annotation_xml('x.jpg', 30, 20, objects, 'SET'))
     assert '<xmin>1</xmin>' in path.read_text() and '<xmax>30</xmax>' in path.read_text()
     parsed = parse_annotation(str(path), {'cat': 1, 'dog': 2})
     np.testing.assert_array_equal(parsed['boxes'], [[0, 4, 29, 19]])

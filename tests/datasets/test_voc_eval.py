@@ -124,7 +124,8 @@ def test_no_detections_give_ap_0(tmp_path, use_07_metric):
 
 @pytest.mark.parametrize('use_07_metric', [True, False])
 def test_class_without_gt_gives_ap_0(tmp_path, use_07_metric):
-    rec, prec, ap = evaluate(tmp_path, TWO_DOGS, [('a', 0.9, G)], classname='cat', use_07_metric=use_07_metric)
+    rec, prec, ap = evaluate(tmp_path, TWO_DOGS, [('a', 0.9, G)], classname='cat',
+                             use_07_metric=use_07_metric)
     np.testing.assert_array_equal(rec, [0.0])
     np.testing.assert_array_equal(prec, [0.0])
     assert ap == 0.0

@@ -61,5 +61,6 @@ def test_merge_takes_the_rpn_from_the_rpn_model_and_keeps_the_rest(nets):
 def test_merge_refuses_models_whose_shared_convs_differ(nets):
     detector, rpn = nets
     rpn.params['conv1_scale'][0].data[0] += 1e-3
-    with pytest.raises(ValueError, match='shared layer conv1_scale differs between r.caffemodel and d.caffemodel'):
+    with pytest.raises(ValueError,
+                       match='shared layer conv1_scale differs between r.caffemodel and d.caffemodel'):
         merge_final_model(detector, rpn, 'r.caffemodel', 'd.caffemodel')

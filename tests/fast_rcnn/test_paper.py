@@ -72,17 +72,20 @@ def test_report_shows_ours_paper_and_difference(tmp_path):
             'device': 'CPU', 'classes': ['a', 'b'], 'test_scale': 400}
     anchors = [{'anchor': [184, 96], 'count': 10, 'mean_w': 150.0, 'mean_h': 90.0},
                {'anchor': [32, 32], 'count': 3, 'mean_w': 30.0, 'mean_h': 28.0}]
-    text = paper.write_report(results, str(tmp_path), meta, recall={'RPN': {'300': 0.5, '1000': 0.6, '2000': 0.7}},
-                              anchors=anchors, pictures=['fig2_recall.png'])
+    recall = {'RPN': {'300': 0.5, '1000': 0.6, '2000': 0.7}}
+    text = paper.write_report(results, str(tmp_path), meta, recall=recall, anchors=anchors,
+                              pictures=['fig2_recall.png'])
     assert '| SS 2k | SS | 2k | 58.0 | 58.7 | -0.7 | t1_ss_ss |' in text
     assert '| RPN shared 2k | RPN shared | 300 | 62.0 | 59.9 | +2.1 | t1_rpn_shared_300 |' in text
     assert 'not run (no larger backbone)' in text
     # Table 2: the 07+12 rows need other training data; the 07 rows reuse Table 1's
-    assert 'not run (needs training data 07+12)' in text and '| SS | 2k | 07 | 58.0 | 66.9 | -8.9 | 1705 |' in text
+    assert 'not run (needs training data 07+12)' in text
+    assert '| SS | 2k | 07 | 58.0 | 66.9 | -8.9 | 1705 |' in text
     # Table 4 from the timings: 50 + 1500 + 155 ms for SS, 100 + 10 + 42 for the shared RPN
-    assert '| SS + Fast R-CNN | 50.0 | 1500.0 | 155.0 | 1705.0 | 0.6 fps | 146 / 1510 / 174 / 1830 | — |' in text
-    assert '| RPN + Fast R-CNN | 100.0 | 10.0 | 42.0 | 152.0 | 6.6 fps | 141 / 10 / 47 / 198 | 31 / 3 / 25 / 59 |' \
-        in text
+    assert ('| SS + Fast R-CNN | 50.0 | 1500.0 | 155.0 | 1705.0 | 0.6 fps | 146 / 1510 / 174 / 1830 | — |'
+            in text)
+    assert ('| RPN + Fast R-CNN | 100.0 | 10.0 | 42.0 | 152.0 | 6.6 fps | 141 / 10 / 47 / 198 | '
+            '31 / 3 / 25 / 59 |' in text)
     assert '| 128², 2:1 | 184 x 96 | 10 | 150 x 90 | 188 x 111 |' in text
     assert '| 32², 1:1 | 32 x 32 | 3 | 30 x 28 | — |' in text
     assert '![fig2_recall.png](fig2_recall.png)' in text
@@ -99,10 +102,12 @@ def test_percentages(value, text):
 
 def test_table3_lists_the_server_archives(tmp_path):
     archives = {f'{m} {d}': f'/out/{m}_{d}.tar.gz' for m, d in paper.TABLE3_TRAIN}
-    meta = {'net': 'VGG16', 'dataset': 'pascal_voc_0712', 'train_imdb': 'x', 'test_imdb': 'y', 'device': 'GPU 0'}
-    text = paper.write_report({'t3_voc2012_test': {'status': 'ok', 'archives': archives}}, str(tmp_path), meta)
+    meta = {'net': 'VGG16', 'dataset': 'pascal_voc_0712', 'train_imdb': 'x', 'test_imdb': 'y',
+            'device': 'GPU 0'}
+    text = paper.write_report({'t3_voc2012_test': {'status': 'ok', 'archives': archives}}, str(tmp_path),
+                              meta)
     assert '| RPN+VGG, shared | 300 | 07++12 | submit /out/RPN_07++12.tar.gz | 70.4 |' in text
     assert '| SS | 2k | 12 | submit /out/SS_12.tar.gz | 65.7 |' in text
-    text = paper.write_report({'t3_voc2012_test': {'status': 'not run', 'reason': 'no server'}}, str(tmp_path),
-                              meta)
+    text = paper.write_report({'t3_voc2012_test': {'status': 'not run', 'reason': 'no server'}},
+                              str(tmp_path), meta)
     assert '| SS | 2k | 12 | not run (no server) | 65.7 |' in text

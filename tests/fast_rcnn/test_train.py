@@ -61,7 +61,8 @@ def _proposals_file(path):
         jittered = np.repeat(gt, 4, axis=0) + rng.normal(0, 4, size=(4 * len(gt), 4))
         x1 = rng.uniform(0, width - 20, 20)
         y1 = rng.uniform(0, height - 20, 20)
-        random = np.stack([x1, y1, x1 + rng.uniform(10, width / 2, 20), y1 + rng.uniform(10, height / 2, 20)], 1)
+        random = np.stack([x1, y1, x1 + rng.uniform(10, width / 2, 20),
+                           y1 + rng.uniform(10, height / 2, 20)], 1)
         boxes = np.vstack([jittered, random])
         boxes = np.clip(boxes, 0, [width - 1, height - 1, width - 1, height - 1])
         boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
@@ -229,6 +230,7 @@ def test_non_finite_weights_are_never_snapshot(setup):
     sw = frtrain.SolverWrapper(setup['solver'], _roidb(setup['rpn_file']), out_d,
                                pretrained_model=setup['init'])
     sw.solver.net.params['fc6'][0].data[0, 0] = np.inf
-    with pytest.raises(frtrain.TrainingDivergedError, match="non-finite weights in layer 'fc6' at iteration 0"):
+    with pytest.raises(frtrain.TrainingDivergedError,
+                       match="non-finite weights in layer 'fc6' at iteration 0"):
         sw.snapshot()
     assert glob.glob(osp.join(out_d, '**', '*.caffemodel'), recursive=True) == []

@@ -45,7 +45,8 @@ SHARED_CONVS = {
 ALWAYS_FROZEN = {'ZF': [], 'VGG16': ['conv1_1', 'conv1_2', 'conv2_1', 'conv2_2']}
 # The released nets' RPN conv names (alt-opt ZF differs); released caffemodels load by these names.
 RPN_CONV = {('ZF', 'faster_rcnn_alt_opt'): 'rpn_conv1', ('ZF', 'faster_rcnn_end2end'): 'rpn_conv/3x3',
-            ('VGG16', 'faster_rcnn_alt_opt'): 'rpn_conv/3x3', ('VGG16', 'faster_rcnn_end2end'): 'rpn_conv/3x3'}
+            ('VGG16', 'faster_rcnn_alt_opt'): 'rpn_conv/3x3',
+            ('VGG16', 'faster_rcnn_end2end'): 'rpn_conv/3x3'}
 RPN_LAYERS = ('rpn_cls_score', 'rpn_bbox_pred')
 HEAD = ('cls_score', 'bbox_pred')
 FC = ('fc6', 'fc7')
@@ -91,7 +92,8 @@ LEARNED = [(1.0, 1.0), (2.0, 1.0)]
 
 def _load_generator():
     """Import models/pascal_voc/make_prototxts.py."""
-    spec = importlib.util.spec_from_file_location('make_prototxts', osp.join(cfg.MODELS_DIR, 'make_prototxts.py'))
+    spec = importlib.util.spec_from_file_location('make_prototxts',
+                                                  osp.join(cfg.MODELS_DIR, 'make_prototxts.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -109,7 +111,8 @@ def test_committed_prototxts_match_the_generator():
 
 @pytest.mark.parametrize('arch, rel, has_rpn', TRAIN_NETS)
 def test_shared_conv_multipliers(arch, rel, has_rpn):
-    """Stage-2 nets (the paper's steps 3 and 4) freeze every shared conv; VGG conv1/conv2 are always frozen."""
+    """Stage-2 nets (the paper's steps 3 and 4) freeze every shared conv; VGG conv1/conv2 are always
+    frozen."""
     layers = _layers(read_net(_path(arch, rel)))
     stage2 = osp.basename(rel).startswith('stage2')
     for name in SHARED_CONVS[arch]:
@@ -363,7 +366,8 @@ def test_test_net_forward(arch, rel, caffe_cpu):
     assert rois.ndim == 2 and rois.shape[1] == 5
     assert 0 < len(rois) <= cfg.TEST.RPN_POST_NMS_TOP_N
     assert np.all(rois[:, 0] == 0)
-    assert np.all(rois[:, 1:] >= 0) and np.all(rois[:, [1, 3]] <= IM_W - 1) and np.all(rois[:, [2, 4]] <= IM_H - 1)
+    assert np.all(rois[:, 1:] >= 0)
+    assert np.all(rois[:, [1, 3]] <= IM_W - 1) and np.all(rois[:, [2, 4]] <= IM_H - 1)
     if rel.endswith('rpn_test.pt'):
         assert set(out) == {'rois', 'scores'}
         scores = out['scores'].ravel()

@@ -12,7 +12,8 @@ SYNTH_DIR = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', 'models', 's
 
 
 def test_committed_tiny_nets_match_the_generator():
-    spec = importlib.util.spec_from_file_location('synth_make_prototxts', osp.join(SYNTH_DIR, 'make_prototxts.py'))
+    spec = importlib.util.spec_from_file_location('synth_make_prototxts',
+                                                  osp.join(SYNTH_DIR, 'make_prototxts.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     expected = module.all_files()

@@ -30,7 +30,8 @@ def exp_dir():
 
 
 def test_paper_report_on_synth_mini(exp_dir):
-    command = ['experiments/scripts/paper_experiments.sh', 'cpu', 'TINY', 'synth_mini', '--set', 'EXP_DIR', exp_dir]
+    command = ['experiments/scripts/paper_experiments.sh', 'cpu', 'TINY', 'synth_mini',
+               '--set', 'EXP_DIR', exp_dir]
     proc = _run(command)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     root = osp.join(ROOT, 'output', exp_dir, 'paper')
