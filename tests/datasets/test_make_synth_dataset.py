@@ -127,7 +127,7 @@ def synth_data_dir(gen, tmp_path_factory):
 def test_factory_lists_all_sets():
     assert list_imdbs() == ['synth_mini_test', 'synth_mini_trainval', 'synth_test', 'synth_trainval',
                             'voc_2007_test', 'voc_2007_train', 'voc_2007_trainval', 'voc_2007_val',
-                            'voc_2012_train', 'voc_2012_trainval', 'voc_2012_val']
+                            'voc_2012_test', 'voc_2012_train', 'voc_2012_trainval', 'voc_2012_val']
 
 
 def test_unknown_name_lists_the_known_ones():
