@@ -5,8 +5,6 @@ nothing."""
 import json
 import os
 import os.path as osp
-import shutil
-import subprocess
 
 import pytest
 
@@ -17,22 +15,10 @@ ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 NOT_RUN_HERE = {'t1_ss_rpn_large_300', 't3_voc2012_test'}
 
 
-def _run(args, timeout=1500):
-    env = dict(os.environ, GLOG_minloglevel='2')
-    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture
-def exp_dir():
-    name = f'pytest_paper_{os.getpid()}'
-    yield name
-    shutil.rmtree(osp.join(ROOT, 'output', name), ignore_errors=True)
-
-
-def test_paper_report_on_synth_mini(exp_dir):
+def test_paper_report_on_synth_mini(exp_dir, run_in_repo):
     command = ['experiments/scripts/paper_experiments.sh', 'cpu', 'TINY', 'synth_mini',
                '--set', 'EXP_DIR', exp_dir]
-    proc = _run(command)
+    proc = run_in_repo(command, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     root = osp.join(ROOT, 'output', exp_dir, 'paper')
     with open(osp.join(root, 'report.json'), encoding='utf-8') as f:
@@ -59,6 +45,6 @@ def test_paper_report_on_synth_mini(exp_dir):
     assert any(name.startswith('loss_') for name in os.listdir(root))
 
     # Resumable: everything is recorded, a rerun only rewrites the report.
-    again = _run(command, timeout=600)
+    again = run_in_repo(command)
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
     assert 'starts (' not in again.stdout

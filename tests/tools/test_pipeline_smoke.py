@@ -3,11 +3,8 @@ up-front checks for missing inputs."""
 
 import glob
 import json
-import os
 import os.path as osp
 import re
-import shutil
-import subprocess
 import sys
 
 import pytest
@@ -15,20 +12,6 @@ import pytest
 pytest.importorskip('caffe')
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
-
-
-def _run(args, timeout=600):
-    """Run a command in the repository root; return the CompletedProcess (output captured as text)."""
-    env = dict(os.environ, GLOG_minloglevel='2')
-    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture
-def exp_dir():
-    """A throw-away EXP_DIR under output/ (removed afterwards)."""
-    name = f'pytest_smoke_{os.getpid()}'
-    yield name
-    shutil.rmtree(osp.join(ROOT, 'output', name), ignore_errors=True)
 
 
 def _check_result(proc, exp_dir, train_imdb, test_imdb, model_glob):
@@ -48,8 +31,8 @@ def _check_result(proc, exp_dir, train_imdb, test_imdb, model_glob):
     return out_dir
 
 
-def test_alt_opt_pipeline_on_synth_mini(exp_dir):
-    proc = _run(['experiments/scripts/faster_rcnn_alt_opt.sh', 'cpu', 'TINY', 'synth_mini',
+def test_alt_opt_pipeline_on_synth_mini(exp_dir, run_in_repo):
+    proc = run_in_repo(['experiments/scripts/faster_rcnn_alt_opt.sh', 'cpu', 'TINY', 'synth_mini',
                  '--set', 'EXP_DIR', exp_dir])
     out_dir = _check_result(proc, exp_dir, 'synth_mini_trainval', 'synth_mini_test',
                             'TINY_faster_rcnn_final.caffemodel')
@@ -66,27 +49,27 @@ def test_alt_opt_pipeline_on_synth_mini(exp_dir):
     assert all(t > 0 for t in times['stage_seconds'].values())
 
 
-def test_end2end_pipeline_on_synth_mini(exp_dir):
-    proc = _run(['experiments/scripts/faster_rcnn_end2end.sh', 'cpu', 'TINY', 'synth_mini',
+def test_end2end_pipeline_on_synth_mini(exp_dir, run_in_repo):
+    proc = run_in_repo(['experiments/scripts/faster_rcnn_end2end.sh', 'cpu', 'TINY', 'synth_mini',
                  '--set', 'EXP_DIR', exp_dir])
     out_dir = _check_result(proc, exp_dir, 'synth_mini_trainval', 'synth_mini_test',
                             'tiny_faster_rcnn_iter_40.caffemodel')
     assert osp.isfile(osp.join(out_dir, 'synth_mini_trainval', 'tiny_faster_rcnn_loss.png'))
 
 
-def test_missing_imagenet_model_stops_at_once(tmp_path):
+def test_missing_imagenet_model_stops_at_once(tmp_path, run_in_repo):
     missing = osp.join(ROOT, 'data', 'imagenet_models', 'NO_SUCH_NET.v2.caffemodel')
-    proc = _run([sys.executable, 'tools/train_faster_rcnn_alt_opt.py', '--cpu', '--net_name', 'ZF',
+    proc = run_in_repo([sys.executable, 'tools/train_faster_rcnn_alt_opt.py', '--cpu', '--net_name', 'ZF',
                  '--weights', missing, '--imdb', 'voc_2007_trainval'], timeout=120)
     assert proc.returncode == 1
     assert f'missing ImageNet model {missing}' in proc.stderr
     assert 'imagenet_models/' in proc.stderr and 'Stage 1' not in proc.stdout
 
 
-def test_missing_dataset_stops_at_once(tmp_path):
+def test_missing_dataset_stops_at_once(tmp_path, run_in_repo):
     weights = tmp_path / 'some.caffemodel'
     weights.write_bytes(b'')
-    proc = _run([sys.executable, 'tools/train_net.py', '--cpu', '--solver',
+    proc = run_in_repo([sys.executable, 'tools/train_net.py', '--cpu', '--solver',
                  'models/synth/TINY/faster_rcnn_end2end/solver.prototxt', '--weights', str(weights),
                  '--imdb', 'voc_2007_trainval', '--set', 'DATA_DIR', str(tmp_path)], timeout=120)
     assert proc.returncode == 1
