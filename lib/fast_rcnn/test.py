@@ -22,6 +22,8 @@ from fast_rcnn.bbox_transform import bbox_transform_inv, clip_boxes
 from fast_rcnn.config import cfg, get_output_dir
 from fast_rcnn.nms_wrapper import nms
 from utils.blob import im_list_to_blob, prep_im_for_blob
+from utils.fileio import atomic_write
+from utils.image import read_image
 from utils.timer import Timer
 
 # The released models' blob names.
@@ -201,10 +203,11 @@ def save_detections(path, all_boxes, image_index):
             dets.append(d)
             classes.append(np.full(len(d), j, dtype=np.int32))
             images.append(np.full(len(d), i, dtype=np.int64))
-    np.savez_compressed(path, image_index=np.array(image_index, dtype=str), dets=np.vstack(dets),
-                        classes=np.concatenate(classes or [np.zeros(0, np.int32)]),
-                        images=np.concatenate(images or [np.zeros(0, np.int64)]),
-                        num_classes=np.int64(num_classes))
+    with atomic_write(path) as f:
+        np.savez_compressed(f, image_index=np.array(image_index, dtype=str), dets=np.vstack(dets),
+                            classes=np.concatenate(classes or [np.zeros(0, np.int32)]),
+                            images=np.concatenate(images or [np.zeros(0, np.int64)]),
+                            num_classes=np.int64(num_classes))
 
 
 def load_detections(path):
@@ -263,6 +266,8 @@ def test_net(net, imdb, max_per_image=100, thresh=0.05, vis=False):
     with ``vis`` each image's detections (score ≥ 0.5) are drawn to ``<output>/vis/<image id>.png``.
     Returns ``(all_boxes, result)`` where ``result`` is what ``imdb.evaluate_detections`` returns.
     """
+    # Annotations (training rules) and image files are checked before any detection.
+    imdb.gt_roidb()
     num_images = imdb.num_images
     all_boxes = [[None] * num_images for _ in range(imdb.num_classes)]
     output_dir = get_output_dir(imdb.name, net.name)
@@ -270,9 +275,7 @@ def test_net(net, imdb, max_per_image=100, thresh=0.05, vis=False):
     timers = {name: Timer() for name in SEGMENTS + ('misc',)}
     start = time.perf_counter()
     for i in range(num_images):
-        im = cv2.imread(imdb.image_path_at(i))
-        if im is None:
-            raise FileNotFoundError(f'cannot read image {imdb.image_path_at(i)}')
+        im = read_image(imdb.image_path_at(i))  # as stored, complete (else BadImageError)
         scores, boxes = im_detect(net, im, None if proposals is None else proposals[i], timers)
         timers['misc'].tic()
         dets = postprocess_detections(scores, boxes, thresh, cfg.TEST.NMS, max_per_image)

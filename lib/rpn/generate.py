@@ -7,11 +7,11 @@ alternating optimisation sets them to (−1, 2000) before calling ``imdb_proposa
 
 import time
 
-import cv2
 import numpy as np
 
 from fast_rcnn.config import cfg
 from fast_rcnn.test import format_eta, get_image_blob
+from utils.image import read_image
 
 
 def im_proposals(net, im):
@@ -41,9 +41,7 @@ def imdb_proposals(net, imdb):
     proposals = []
     start = time.perf_counter()
     for i in range(imdb.num_images):
-        im = cv2.imread(imdb.image_path_at(i))
-        if im is None:
-            raise FileNotFoundError(f'cannot read image {imdb.image_path_at(i)}')
+        im = read_image(imdb.image_path_at(i))  # as stored, complete (else BadImageError)
         boxes, scores = im_proposals(net, im)
         proposals.append(np.hstack((boxes, scores)))
         if (i + 1) % 100 == 0 or i + 1 == imdb.num_images:
