@@ -9,8 +9,8 @@ import os.path as osp
 import pprint
 
 import _init_paths  # noqa: F401
-from _common import add_common_args, add_net_args, apply_config, init_caffe, open_test_net, require_imdb, \
-    require_net_files
+from _common import add_common_args, add_net_args, apply_config, init_caffe, lock_output_dir, \
+    open_test_net, require_imdb, require_net_files
 from fast_rcnn.config import cfg, get_output_dir
 from fast_rcnn.test import test_net
 
@@ -39,9 +39,11 @@ def main(argv=None):
     print('Using config:', flush=True)
     pprint.pprint(cfg)
     init_caffe()
+    net_name = osp.splitext(osp.basename(args.caffemodel))[0]
+    lock = lock_output_dir(get_output_dir(imdb.name, net_name))  # noqa: F841 (held until exit)
     proto_dir = osp.join(get_output_dir(imdb.name), 'prototxt')
     net = open_test_net(args.prototxt, args.caffemodel, imdb.num_classes, proto_dir, prefix='test_')
-    net.name = osp.splitext(osp.basename(args.caffemodel))[0]
+    net.name = net_name
     max_per_image = cfg.TEST.MAX_PER_IMAGE if args.max_per_image is None else args.max_per_image
     _, mean_ap = test_net(net, imdb, max_per_image=max_per_image, thresh=cfg.TEST.SCORE_THRESH, vis=args.vis)
     print(f'mAP = {mean_ap:.4f}', flush=True)
