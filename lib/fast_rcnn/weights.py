@@ -111,6 +111,26 @@ class WeightsReport:
         return '\n'.join(lines)
 
 
+def read_model(path, what='model'):
+    """The layers ``[(name, [BlobProto, ...])]`` of the caffemodel ``path``, checked on their own: the file
+    must exist, parse, hold layers and hold as many values in every blob as its shape says (else
+    ``WeightsError`` naming the file)."""
+    layers = _model_layers(_read_message(path, _caffe_pb2().NetParameter(), what))
+    if not layers:
+        raise WeightsError(f'{what} {path}: holds no layers (not a caffemodel, or truncated)')
+    problems = []
+    for name, blobs in layers:
+        for k, blob in enumerate(blobs):
+            expected = int(np.prod(blob_shape(blob), dtype=np.int64))
+            count = len(blob.data) or len(blob.double_data)
+            if count != expected:
+                problems.append(f'layer {name!r} blob {k} holds {count} values for shape '
+                                f'{list(blob_shape(blob))} (truncated or corrupt)')
+    if problems:
+        raise WeightsError(f'{what} {path} is damaged: ' + '; '.join(problems))
+    return layers
+
+
 def check_model(path, shapes, require_all=False, what='model'):
     """Compare the caffemodel ``path`` with a net's parameter ``shapes`` (see ``net_shapes``).
 
@@ -119,19 +139,10 @@ def check_model(path, shapes, require_all=False, what='model'):
     when a layer's blob count or shapes differ (every such layer is listed), and with ``require_all`` when
     any net layer would be skipped. Returns a ``WeightsReport``.
     """
-    model = _read_message(path, _caffe_pb2().NetParameter(), what)
-    layers = _model_layers(model)
-    if not layers:
-        raise WeightsError(f'{what} {path}: holds no layers (not a caffemodel, or truncated)')
+    layers = read_model(path, what)
     problems = []
     provided = OrderedDict()
     for name, blobs in layers:
-        for k, blob in enumerate(blobs):
-            expected = int(np.prod(blob_shape(blob), dtype=np.int64))
-            count = len(blob.data) or len(blob.double_data)
-            if count != expected:
-                problems.append(f'layer {name!r} blob {k} holds {count} values for shape '
-                                f'{list(blob_shape(blob))} (truncated or corrupt)')
         provided.setdefault(name, blobs)
     matched, ignored = [], []
     for name, blobs in provided.items():
@@ -187,8 +198,9 @@ def check_solverstate(path, shapes, history_shapes, solver_type='SGD', iteration
     if len(state.history) != len(expected):
         raise WeightsError(f'solver state {path} holds {len(state.history)} history blobs, the net\'s '
                            f'{solver_type} solver needs {len(expected)}: a state of another net?')
-    bad = [f'blob {k}: file {list(blob_shape(h))}, net {list(s)}' for k, (h, s) in enumerate(zip(state.history,
-           expected)) if not _shapes_equal(blob_shape(h), s, legacy=not h.HasField('shape'))]
+    bad = [f'blob {k}: file {list(blob_shape(h))}, net {list(s)}'
+           for k, (h, s) in enumerate(zip(state.history, expected))
+           if not _shapes_equal(blob_shape(h), s, legacy=not h.HasField('shape'))]
     if bad:
         raise WeightsError(f'solver state {path}: history shapes differ from the net ({"; ".join(bad[:5])}'
                            f'{"; ..." if len(bad) > 5 else ""}): a state of another net?')
