@@ -201,3 +201,13 @@ def test_proposals_overshooting_by_less_than_a_pixel_are_clipped_so_flipping_wor
                                          r'the 40 x 30 image by a pixel or more'):
         d.create_roidb_from_box_list([np.array([[0, 0, 39, 29], [0, 0, 40, 29]], np.float32), np.zeros((0, 4))],
                                      d.gt_roidb())
+
+
+def test_a_torn_proposals_file_is_an_error_naming_it(tmp_path):
+    path = tmp_path / 'props.npz'
+    save_box_list(str(path), ['x', 'y'], [np.zeros((3, 4)), np.zeros((2, 4))])
+    assert [p.name for p in tmp_path.iterdir()] == ['props.npz']  # written through a temporary name
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match=f'{path}: unreadable proposals file'):
+        load_box_list(str(path), ['x', 'y'])
