@@ -41,14 +41,18 @@ def require_net_files(args):
     require_weights(args.caffemodel)
 
 
-def open_test_net(prototxt, weights, num_classes, out_dir, prefix=''):
+def open_test_net(prototxt, weights, num_classes, out_dir, prefix='', required=None):
     """The TEST-phase net of ``prototxt`` adapted to ``num_classes`` (copy written to ``out_dir``), with the
-    ``weights`` caffemodel loaded after checking that it provides every parameter layer of the net (stops
-    the tool naming the file otherwise)."""
+    ``weights`` caffemodel loaded after checking it against the net (stops the tool naming the file when
+    it does not fit). ``required``: a predicate on layer names selecting the parameter layers the file must
+    provide (default: all of them)."""
     adapted = adapt_to_imdb(prototxt, num_classes, out_dir, prefix=prefix)
     net = caffe.Net(adapted, caffe.TEST)
     try:
-        report = check_model(weights, net_shapes(net), require_all=True)
+        report = check_model(weights, net_shapes(net), require_all=required is None)
+        missing = [name for name in report.skipped if required is not None and required(name)]
+        if missing:
+            raise WeightsError(f'model {weights} lacks layers {", ".join(missing)} of the net')
     except WeightsError as exc:
         fail(f'{exc} (net {prototxt})')
     if report.ignored:

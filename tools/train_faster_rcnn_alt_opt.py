@@ -191,8 +191,12 @@ def _assemble_final_model(parent_cfg, imdb_name, test_prototxt, rpn_model, fast_
     init_caffe()
     imdb = get_imdb(imdb_name)
     proto_dir = osp.join(get_output_dir(imdb.name), 'prototxt')
-    net = open_test_net(test_prototxt, fast_rcnn_model, imdb.num_classes, proto_dir)
-    rpn_net = open_test_net(test_prototxt, rpn_model, imdb.num_classes, proto_dir)
+    # Each model holds only its part of the test net: the detector everything but the RPN, the RPN model
+    # the shared convs and the RPN.
+    net = open_test_net(test_prototxt, fast_rcnn_model, imdb.num_classes, proto_dir,
+                        required=lambda name: not name.startswith('rpn'))
+    rpn_net = open_test_net(test_prototxt, rpn_model, imdb.num_classes, proto_dir,
+                            required=lambda name: name.startswith('rpn'))
     rpn_layers = _rpn_layer_names(net)
     for name in rpn_layers:
         for dst, src in zip(net.params[name], rpn_net.params[name]):

@@ -281,3 +281,18 @@ def test_device_choice_without_a_gpu(init_model, exp_dir):
     assert default.stderr.count('warning: no usable GPU: running on the CPU') == 1, default.stderr
     assert 'Check failed' not in default.stderr and 'cudaError' not in default.stderr
     _assert_refused(default, f'{init_model} lacks layers')  # then it goes on as on the CPU
+
+
+def test_a_second_make_waits_for_the_first():
+    env = {k: v for k, v in os.environ.items() if k not in ('MAKEFLAGS', 'MFLAGS', 'MAKELEVEL')}
+    holder = subprocess.Popen(['flock', osp.join(ROOT, '.make.lock'), 'sleep', '4'])
+    try:
+        time.sleep(0.5)
+        start = time.time()
+        proc = subprocess.run(['make', '--no-print-directory', 'paths'], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+        waited = time.time() - start
+    finally:
+        holder.wait()
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert 'another make is writing in' in proc.stdout and waited >= 3, (waited, proc.stdout)
