@@ -187,12 +187,15 @@ def require_weights(path):
 
 
 def require_imdb(name):
-    """Load the imdb ``name`` now, so that a missing dataset stops the tool before any work."""
+    """Load the imdb ``name`` and its ground truth now (ids, annotations with the training rules, image
+    files and sizes), so that a missing or bad dataset stops the tool with one line before any work."""
     from datasets.factory import get_imdb
     try:
-        return get_imdb(name)
+        imdb = get_imdb(name)
+        imdb.gt_roidb()
     except (FileNotFoundError, KeyError, ValueError) as exc:
         fail(str(exc))
+    return imdb
 
 
 def require_file(path, what):

@@ -296,3 +296,23 @@ def test_a_second_make_waits_for_the_first():
         holder.wait()
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert 'another make is writing in' in proc.stdout and waited >= 3, (waited, proc.stdout)
+
+
+def test_a_bad_dataset_stops_the_tool_with_one_line(init_model, tmp_path):
+    import cv2
+    root = tmp_path / 'VOCdevkit2007' / 'VOC2007'
+    for sub in ('JPEGImages', 'Annotations', 'ImageSets/Main'):
+        (root / sub).mkdir(parents=True)
+    cv2.imwrite(str(root / 'JPEGImages' / '000001.jpg'), np.zeros((20, 30, 3), np.uint8))
+    (root / 'Annotations' / '000001.xml').write_text(
+        '<annotation><size><width>20</width><height>30</height><depth>3</depth></size></annotation>')
+    image_set = root / 'ImageSets' / 'Main' / 'test.txt'
+    args = [sys.executable, 'tools/test_net.py', '--cpu', '--def', f'{E2E}/test.prototxt', '--net', init_model,
+            '--imdb', 'voc_2007_test', '--set', 'DATA_DIR', str(tmp_path)]
+    image_set.write_text('000001\n')
+    _assert_refused(_run(args, timeout=120), '000001.jpg is 30 x 20 pixels but its annotation',
+                    'says <size> 20 x 30')
+    image_set.write_text('000001\n../000001\n')
+    _assert_refused(_run(args, timeout=120), f"{image_set}:2: image id '../000001' contains a path separator")
+    image_set.write_text('\n')
+    _assert_refused(_run(args, timeout=120), f'{image_set}: the image set is empty')
