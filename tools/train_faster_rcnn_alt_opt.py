@@ -156,7 +156,7 @@ def _generate_proposals(parent_cfg, stage_name, imdb_name, rpn_model, rpn_test_p
     net = open_test_net(rpn_test_prototxt, rpn_model, imdb.num_classes, osp.join(output_dir, 'prototxt'))
     proposals = imdb_proposals(net, imdb)
     path = osp.join(output_dir, osp.splitext(osp.basename(rpn_model))[0] + '_proposals.npz')
-    save_box_list(path, imdb.image_index, proposals)  # atomic
+    save_box_list(path, imdb.image_index, proposals)
     print(f'[{stage_name}] wrote {sum(len(p) for p in proposals)} proposals of {len(proposals)} images '
           f'to {path}', flush=True)
     return path
@@ -237,7 +237,7 @@ def _stage_main(conn, func, parent_cfg, kwargs):
         conn.send(('interrupted', str(exc)))
     except (WeightsError, TrainingDivergedError, EmptyRoidbError, FileNotFoundError) as exc:
         conn.send(('error', str(exc)))
-    except BaseException:  # noqa: B036 (KeyboardInterrupt too: the driver reports it)
+    except BaseException:  # KeyboardInterrupt too: the driver reports it
         conn.send(('error', traceback.format_exc()))
     else:
         conn.send(('ok', result))
@@ -271,7 +271,8 @@ def run_in_process(func, **kwargs):
             os.kill(proc.pid, received[0])
         try:
             status, payload = receiver.recv()
-        except EOFError:
+        except EOFError:  # killed before it could report
+            proc.join()
             status, payload = 'died', f'the stage process died (exit status {proc.exitcode})'
         proc.join()
     finally:
