@@ -253,7 +253,8 @@ def test_sigterm_to_the_alt_opt_driver_stops_its_stage(init_model, exp_dir):
                    '--cfg', 'experiments/cfgs/faster_rcnn_alt_opt.yml', '--cfg', 'experiments/cfgs/synth.yml',
                    '--set', 'EXP_DIR', exp, *SMALL])
     _wait_for_line(proc, r'^\[stage1_rpn\] roidb: ')
-    time.sleep(3)  # into the training loop
+    _wait_for_line(proc, r'^Solving\.\.\.')  # the stage's training loop (and its handlers) starts
+    time.sleep(2)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 128 + signal.SIGTERM, out[-2000:] + err[-2000:]
