@@ -313,6 +313,9 @@ class SolverWrapper:
             raise RuntimeError(f'snapshot at iteration {iteration} would overwrite the snapshot this run '
                                f'resumed from')
         model_path = osp.join(self.output_dir, snapshot_name(self.solver_param, iteration) + '.caffemodel')
+        # A sidecar left by an earlier run at this iteration must not vouch for the files replaced below.
+        if osp.exists(self._state_path(iteration, '.json')):
+            os.remove(self._state_path(iteration, '.json'))
         if self._scales_bbox_pred():
             weights = net.params[BBOX_PRED_LAYER][0].data.copy()
             biases = net.params[BBOX_PRED_LAYER][1].data.copy()
