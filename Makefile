@@ -18,6 +18,11 @@ VENV_STAMP := $(VENV)/.requirements-installed
 CAFFE_ENV := $(REPO)/build/caffe.env
 CPU_ONLY ?= 0
 export CPU_ONLY
+# Recipes that write into this checkout (.venv, lib/ extensions, the .pth, the dataset) start with this:
+# a second `make` in the same checkout waits for the first instead of writing the same files at once.
+MAKE_LOCK := $(REPO)/.make.lock
+TAKE_LOCK = exec 9>"$(MAKE_LOCK)"; \
+  flock -n 9 || { echo "==> another make is writing in $(REPO) (lock $(MAKE_LOCK)): waiting"; flock 9; }
 
 # Debian 12 packages Caffe builds against (Boost 1.74 / boost_python311, protobuf 3.21, glog, OpenCV 4.6, OpenBLAS).
 APT_PACKAGES := build-essential cmake dpkg-dev ccache libboost-dev libboost-filesystem-dev libboost-system-dev \
@@ -46,17 +51,18 @@ deps:
 
 venv: $(VENV_STAMP)
 
-# Re-installs whenever requirements.txt changes.
+# Re-installs whenever requirements.txt changes. OpenCV's wheels all write the same cv2 package: those
+# requirements.txt does not name are removed, then the named one is reinstalled over the files the removal
+# took from it.
 $(VENV_STAMP): requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "ERROR: '$(PYTHON)' not found: install Python 3.11 or pass PYTHON=/path/to/python3." >&2; exit 1; }
-	@if [ ! -x $(PY) ]; then \
+	@$(TAKE_LOCK); \
+	if [ ! -x $(PY) ]; then \
 	  echo "==> creating .venv with $$($(PYTHON) -c 'import sys; print(sys.executable, sys.version.split()[0])')"; \
 	  $(PYTHON) -m venv $(VENV) || { echo "ERROR: '$(PYTHON) -m venv' failed: on Debian's python3 install python3-venv." >&2; exit 1; }; \
-	fi
-	@echo "==> installing requirements.txt into .venv"
-	@# OpenCV's wheels all write the same cv2 package: remove those requirements.txt does not name, then
-	@# reinstall the named one over the files the removal took from it.
-	@removed=0; \
+	fi; \
+	echo "==> installing requirements.txt into .venv"; \
+	removed=0; \
 	for dist in opencv-python opencv-python-headless opencv-contrib-python opencv-contrib-python-headless; do \
 	  if ! grep -q "^$$dist==" requirements.txt && $(PY) -m pip show -q $$dist 2>/dev/null; then \
 	    $(PY) -m pip uninstall -y -q $$dist; removed=1; \
@@ -66,15 +72,15 @@ $(VENV_STAMP): requirements.txt
 	  || { echo "ERROR: pip install -r requirements.txt failed (see above): check the network, then re-run make." >&2; exit 1; }; \
 	if [ $$removed = 1 ]; then \
 	  $(PY) -m pip install -q --force-reinstall --no-deps $$(grep '^opencv' requirements.txt); \
-	fi
-	@touch $@
+	fi; \
+	touch $@
 
 caffe: deps venv
 	@$(REPO)/caffe-fast-rcnn/build.sh $(PY) $(CAFFE_ENV)
 
 # .venv sees lib/ and pycaffe from any working directory.
 paths: caffe
-	@. $(CAFFE_ENV); \
+	@$(TAKE_LOCK); . $(CAFFE_ENV); \
 	site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
 	printf '%s\n%s\n' "$(REPO)/lib" "$$PYCAFFE_DIR" >"$$site/faster_rcnn_paths.pth"; \
 	echo "==> wrote $$site/faster_rcnn_paths.pth"
@@ -82,11 +88,11 @@ paths: caffe
 lib: venv caffe
 	@[ -f lib/setup.py ] || { echo "ERROR: lib/setup.py is missing: the lib/ extensions (NMS, bbox overlaps) cannot be built; restore it from git." >&2; exit 1; }
 	@echo "==> building the lib/ extensions"
-	@. $(CAFFE_ENV); export CAFFE_VARIANT; cd lib && $(PY) setup.py -q build_ext --inplace \
+	@$(TAKE_LOCK); . $(CAFFE_ENV); export CAFFE_VARIANT; cd lib && $(PY) setup.py -q build_ext --inplace \
 	  || { echo "ERROR: building the lib/ extensions failed (see above)." >&2; exit 1; }
 
 data: venv paths lib
-	@if [ -f data/scripts/make_synth_dataset.py ]; then \
+	@$(TAKE_LOCK); if [ -f data/scripts/make_synth_dataset.py ]; then \
 	  echo "==> generating the embedded dataset"; $(PY) data/scripts/make_synth_dataset.py; \
 	else echo "==> (no data/scripts/make_synth_dataset.py yet: no embedded dataset)"; fi
 

@@ -135,10 +135,28 @@ if [ -f "$dir/.complete" ]; then
   exit 0
 fi
 
+# One build per cache directory at a time (two makes, or two checkouts sharing the cache): the second
+# waits, then finds the first one's build complete.
+mkdir -p "$cache_root"
+exec 9>"$cache_root/.caffe-$key.lock"
+if ! flock -n 9; then
+  echo "==> another build of $dir is running (lock $cache_root/.caffe-$key.lock): waiting for it"
+  flock 9
+fi
+if [ -f "$dir/.complete" ]; then
+  echo "==> Caffe ($variant) built in $dir by the other build"
+  write_env
+  exit 0
+fi
+
 # ---- source ------------------------------------------------------------------------------------------------
 # Debian's caffe source package (Debian's patches applied) is fetched once per cache root.
 pristine=$cache_root/debian-source-$upstream_version
 fetch_source() {
+  # The source is shared by every cache key: one fetch at a time.
+  exec 8>"$cache_root/.source.lock"
+  flock 8
+  if [ -f "$pristine/CMakeLists.txt" ]; then exec 8>&-; return; fi
   [ "$(id -u)" = 0 ] || die "fetching Debian's caffe source needs root (apt-get update with a deb-src entry): run 'make' as root once."
   command -v dpkg-source >/dev/null || die "dpkg-dev is missing: run 'make' as root (it installs Debian's build deps)."
   local deb822=/etc/apt/sources.list.d/debian.sources list=/etc/apt/sources.list.d/faster-rcnn-caffe-src.sources
@@ -160,6 +178,7 @@ fetch_source() {
   mv "$pristine.tmp"/caffe-*/ "$pristine.tmp/tree"
   mv "$pristine.tmp/tree" "$pristine"
   rm -rf "$pristine.tmp"
+  exec 8>&-
 }
 [ -f "$pristine/CMakeLists.txt" ] || { echo "==> fetching Debian's caffe $upstream_version source"; fetch_source; }
 

@@ -1,19 +1,26 @@
-"""What the command-line tools share: common options, config loading, Caffe set-up, input checks."""
+"""What the command-line tools share: common options, config loading, Caffe set-up, input checks,
+output-directory locks, weight checks and the resume command after a stop signal."""
 
 import os
 import os.path as osp
+import shlex
 import sys
 
 import numpy as np
+import yaml
 
 import caffe
 from fast_rcnn.config import cfg, cfg_from_file, cfg_from_list
+from fast_rcnn.device import usable_gpu_count
 from fast_rcnn.models import adapt_prototxt
+from fast_rcnn.weights import WeightsError, check_model, net_shapes, read_model
+from utils.fileio import DirectoryLock, LockedError, write_text_atomic
 
 
 def add_common_args(parser):
     """Add ``--gpu``, ``--cpu``, ``--cfg`` (repeatable) and ``--set``."""
-    parser.add_argument('--gpu', dest='gpu_id', type=int, default=0, help='GPU id to use; -1 for the CPU [0]')
+    parser.add_argument('--gpu', dest='gpu_id', type=int, default=None,
+                        help='GPU id to use; -1 for the CPU [0 when a GPU is usable, else the CPU]')
     parser.add_argument('--cpu', action='store_true', help='run on the CPU (same as --gpu -1)')
     parser.add_argument('--cfg', dest='cfg_files', action='append', default=[],
                         help='config file (YAML) merged into cfg; may be repeated (merged in order)')
@@ -34,23 +41,71 @@ def require_net_files(args):
     require_weights(args.caffemodel)
 
 
-def open_test_net(prototxt, weights, num_classes, out_dir, prefix=''):
+def open_test_net(prototxt, weights, num_classes, out_dir, prefix='', required=None):
     """The TEST-phase net of ``prototxt`` adapted to ``num_classes`` (copy written to ``out_dir``), with the
-    ``weights`` caffemodel loaded."""
+    ``weights`` caffemodel loaded after checking it against the net (stops the tool naming the file when
+    it does not fit). ``required``: a predicate on layer names selecting the parameter layers the file must
+    provide (default: all of them)."""
     adapted = adapt_to_imdb(prototxt, num_classes, out_dir, prefix=prefix)
-    return caffe.Net(adapted, caffe.TEST, weights=weights)
+    net = caffe.Net(adapted, caffe.TEST)
+    try:
+        report = check_model(weights, net_shapes(net), require_all=required is None)
+        missing = [name for name in report.skipped if required is not None and required(name)]
+        if missing:
+            raise WeightsError(f'model {weights} lacks layers {", ".join(missing)} of the net')
+    except WeightsError as exc:
+        fail(f'{exc} (net {prototxt})')
+    if report.ignored:
+        print(f'{weights}: layers not in {osp.basename(prototxt)}, ignored: {", ".join(report.ignored)}',
+              flush=True)
+    net.copy_from(weights)
+    return net
+
+
+def _config_error(source, exc):
+    """One line for a config error (YAML errors carry a multi-line mark)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f'{source}: invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {exc.problem}'
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    return f'{source}: {" ".join(str(text).split())}'
 
 
 def apply_config(args):
-    """Merge ``--cfg`` files and ``--set`` into ``cfg`` and set ``cfg.GPU_ID`` (−1 in CPU mode)."""
+    """Merge ``--cfg`` files and ``--set`` into ``cfg`` and set ``cfg.GPU_ID`` (−1 in CPU mode). A bad
+    file or value stops the tool with one line naming it."""
     for path in args.cfg_files:
-        cfg_from_file(path)
+        try:
+            cfg_from_file(path)
+        except (OSError, yaml.YAMLError, KeyError, ValueError, TypeError) as exc:
+            fail(_config_error(f'--cfg {path}', exc))
     if args.set_cfgs is not None:
-        cfg_from_list(args.set_cfgs)
-    cfg.GPU_ID = -1 if args.cpu or args.gpu_id < 0 else args.gpu_id
+        try:
+            cfg_from_list(args.set_cfgs)
+        except (KeyError, ValueError, TypeError) as exc:
+            fail(_config_error('--set', exc))
+    cfg.GPU_ID = _choose_gpu(args)
     # Relative paths in config files are relative to the repository root.
     cfg.MODELS_DIR = osp.join(cfg.ROOT_DIR, cfg.MODELS_DIR)
     cfg.DATA_DIR = osp.join(cfg.ROOT_DIR, cfg.DATA_DIR)
+
+
+def _choose_gpu(args):
+    """The device id for ``cfg.GPU_ID``: −1 for ``--cpu`` / ``--gpu -1``; a GPU given with ``--gpu N`` must
+    be usable (else the tool stops); with neither option GPU 0 when usable, else the CPU (one warning)."""
+    if args.cpu or (args.gpu_id is not None and args.gpu_id < 0):
+        return -1
+    count = usable_gpu_count()
+    if args.gpu_id is None:
+        if count == 0:
+            print('warning: no usable GPU: running on the CPU (pass --cpu to say so, --gpu N to insist)',
+                  file=sys.stderr, flush=True)
+            return -1
+        return 0
+    if args.gpu_id >= count:
+        fail(f'--gpu {args.gpu_id}: {count or "no"} usable CUDA device{"" if count == 1 else "s"} on this '
+             f'machine{"" if count else " (or a CPU-only build)"}; pass --cpu to run on the CPU')
+    return args.gpu_id
 
 
 def init_caffe(seed=True):
@@ -71,9 +126,56 @@ def fail(message):
     sys.exit(1)
 
 
+def lock_output_dir(path):
+    """Hold the lock of output directory ``path`` for the rest of this process (a second run into it
+    stops at once, naming the holder's pid). Returns the lock."""
+    try:
+        return DirectoryLock(path).acquire()
+    except LockedError as exc:
+        fail(str(exc))
+
+
+def write_final_model(path, model):
+    """Write the final model's path (one line) to ``path`` (``--final-model-file``), atomically."""
+    if path:
+        write_text_atomic(path, f'{model}\n')
+
+
+def resume_command(argv, solverstate):
+    """The shell command that resumes: this tool's command line with ``--resume solverstate``."""
+    args, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == '--resume':
+            skip = True
+            continue
+        if arg.startswith('--resume='):
+            continue
+        args.append(arg)
+    words = [sys.executable, sys.argv[0]] + args + ['--resume', solverstate]
+    return ' '.join(shlex.quote(w) for w in words)
+
+
+def exit_interrupted(exc, argv=None):
+    """Report a ``TrainingInterrupted`` (the snapshot, the resume command) and exit 128 + signal."""
+    print(f'{exc}', file=sys.stderr, flush=True)
+    if argv is not None:
+        print(f'To resume: {resume_command(argv, exc.solverstate)}', file=sys.stderr, flush=True)
+    sys.exit(128 + exc.signum)
+
+
 def require_weights(path):
-    """Stop at once unless the initial / trained model ``path`` exists, saying what to put where."""
-    if path is None or osp.isfile(path):
+    """Stop at once unless the initial / trained model ``path`` exists, saying what to put where, and is a
+    parsable caffemodel (not empty or truncated; checked against the net later, when it is built)."""
+    if path is None:
+        return
+    if osp.isfile(path):
+        try:
+            read_model(path)
+        except WeightsError as exc:
+            fail(str(exc))
         return
     name = osp.basename(path)
     if osp.dirname(osp.abspath(path)) == osp.join(cfg.DATA_DIR, 'imagenet_models'):
@@ -85,12 +187,15 @@ def require_weights(path):
 
 
 def require_imdb(name):
-    """Load the imdb ``name`` now, so that a missing dataset stops the tool before any work."""
+    """Load the imdb ``name`` and its ground truth now (ids, annotations with the training rules, image
+    files and sizes), so that a missing or bad dataset stops the tool with one line before any work."""
     from datasets.factory import get_imdb
     try:
-        return get_imdb(name)
+        imdb = get_imdb(name)
+        imdb.gt_roidb()
     except (FileNotFoundError, KeyError, ValueError) as exc:
         fail(str(exc))
+    return imdb
 
 
 def require_file(path, what):

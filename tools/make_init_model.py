@@ -15,11 +15,17 @@ object much, labelled as an extra class. The classification net is the detector'
 layer names and shapes: shared convs with BatchNorm + Scale, ``roi_pool5`` over the whole crop, fc6,
 fc7) with a throw-away classifier on top, trained with SGD for ``--pretrain-iters`` iterations. Only the
 imdb given is read (the scripts give the trainval split, never the test split).
+
+``--out`` is written once, atomically, when everything (pre-training included) has completed: an
+interrupted run (a kill, SIGINT / SIGTERM, an error) leaves no model behind, so scripts that reuse an
+existing file never pick up a half-made one.
 """
 
 import argparse
-import os
 import os.path as osp
+import shutil
+import signal
+import sys
 import tempfile
 import time
 
@@ -32,6 +38,8 @@ import caffe
 from caffe.proto import caffe_pb2
 from fast_rcnn.config import cfg
 from utils.cython_bbox import bbox_overlaps
+from utils.fileio import write_bytes_atomic
+from utils.image import read_image
 
 # Layers of a detector that an ImageNet classifier does not provide.
 DETECTOR_ONLY_PREFIXES = ('rpn', 'cls_score', 'bbox_pred', 'pretrain_')
@@ -72,16 +80,16 @@ def he_init(net, rng):
             blob.data[...] = 0
 
 
-def drop_layers(model_path, prefixes):
-    """Rewrite the caffemodel at ``model_path`` without the layers whose names start with ``prefixes``."""
+def drop_layers(src, dst, prefixes):
+    """Write to ``dst`` (atomically) the caffemodel ``src`` without the layers whose names start with
+    ``prefixes``; return the names of the kept layers that hold parameters."""
     model = caffe_pb2.NetParameter()
-    with open(model_path, 'rb') as f:
+    with open(src, 'rb') as f:
         model.ParseFromString(f.read())
     kept = [layer for layer in model.layer if not layer.name.startswith(prefixes)]
     del model.layer[:]
     model.layer.extend(kept)
-    with open(model_path, 'wb') as f:
-        f.write(model.SerializeToString())
+    write_bytes_atomic(dst, model.SerializeToString())
     return [layer.name for layer in kept if layer.blobs]
 
 
@@ -136,7 +144,7 @@ class CropSampler:
         self.crop, self.rng, self.bg_fraction = crop, rng, bg_fraction
         self.bg_label = imdb.num_classes
         roidb = imdb.gt_roidb()
-        self.images = [cv2.imread(imdb.image_path_at(i)) for i in range(imdb.num_images)]
+        self.images = [read_image(imdb.image_path_at(i)) for i in range(imdb.num_images)]
         self.boxes = [r['boxes'].astype(np.float64) for r in roidb]
         self.labels = [r['gt_classes'] for r in roidb]
         self.objects = [(i, j) for i, r in enumerate(roidb) for j in range(len(r['gt_classes']))]
@@ -180,14 +188,16 @@ class CropSampler:
         data = np.empty((n, 3, self.crop, self.crop), np.float32)
         labels = np.empty(n, np.float32)
         for k in range(n):
-            img, label = self.background_crop() if self.rng.random() < self.bg_fraction else self.object_crop()
+            use_background = self.rng.random() < self.bg_fraction
+            img, label = self.background_crop() if use_background else self.object_crop()
             data[k] = (img.astype(np.float32) - cfg.PIXEL_MEANS.astype(np.float32)).transpose(2, 0, 1)
             labels[k] = label
         return data, labels
 
 
-def pretrain(args, init_model):
-    """Classification pre-training of the backbone, starting from ``init_model``: returns the trained net."""
+def pretrain(args, init_model, work):
+    """Classification pre-training of the backbone, starting from ``init_model``: returns the trained net.
+    Its net and solver definitions go to the folder ``work``."""
     from datasets.factory import get_imdb
     start = time.time()
     imdb = get_imdb(args.pretrain_imdb)
@@ -196,7 +206,6 @@ def pretrain(args, init_model):
     print(f'Pre-training on {len(sampler.objects)} objects of {imdb.name} ({imdb.num_images} images) '
           f'+ background crops, {args.crop} px, batch {args.batch}, {args.pretrain_iters} iterations',
           flush=True)
-    work = tempfile.mkdtemp(prefix='pretrain_')
     net_path = osp.join(work, 'train.pt')
     with open(net_path, 'w') as f:
         f.write(classification_net(args.prototxt, imdb.num_classes + 1, args.batch, args.crop))
@@ -236,17 +245,26 @@ def pretrain(args, init_model):
 
 
 def main(argv=None):
-    """Write the initial model."""
+    """Write the initial model (only once it is complete; see module doc)."""
     args = parse_args(argv)
+    # SIGTERM unwinds like an error (SystemExit), so the scratch folder is removed and --out never written.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     caffe.set_mode_cpu()
     net = caffe.Net(args.prototxt, caffe.TEST)
     he_init(net, np.random.default_rng(args.seed))
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    net.save(args.out)
-    if args.pretrain_imdb:
-        pretrain(args, args.out).save(args.out)
-    layers = drop_layers(args.out, DETECTOR_ONLY_PREFIXES)
-    print(f'Wrote {args.out} (seed {args.seed}; pre-trained on {args.pretrain_imdb or "nothing"}; layers {", ".join(layers)})', flush=True)
+    work = tempfile.mkdtemp(prefix='init_model_')
+    try:
+        model = osp.join(work, 'he_init.caffemodel')
+        net.save(model)
+        if args.pretrain_imdb:
+            trained = osp.join(work, 'pretrained.caffemodel')
+            pretrain(args, model, work).save(trained)
+            model = trained
+        layers = drop_layers(model, args.out, DETECTOR_ONLY_PREFIXES)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f'Wrote {args.out} (seed {args.seed}; pre-trained on {args.pretrain_imdb or "nothing"}; '
+          f'layers {", ".join(layers)})', flush=True)
 
 
 if __name__ == '__main__':

@@ -28,6 +28,7 @@ import _init_paths  # noqa: F401
 from fast_rcnn.config import cfg, cfg_from_file, cfg_from_list
 from fast_rcnn import paper
 from fast_rcnn.models import RELEASED_ALT_OPT_ITERS, read_net, read_solver, released_max_iter
+from utils.fileio import write_json_atomic
 from utils.timer import format_eta
 
 TOOLS_DIR = osp.dirname(osp.abspath(__file__))
@@ -91,17 +92,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def write_json_atomic(path, data):
-    """JSON to ``path`` through a temporary file, fsync and rename (a kill never leaves half a file)."""
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class PaperRun:
     """The steps of one report; each step's result is a JSON-able dict, recorded once it finished."""
 
@@ -139,7 +129,8 @@ class PaperRun:
         start = time.perf_counter()
         result = func()
         result.setdefault('seconds', time.perf_counter() - start)
-        write_json_atomic(path, result)
+        os.makedirs(osp.dirname(path), exist_ok=True)
+        write_json_atomic(path, result, indent=2)
         print(f'[paper] step {name} done in {result["seconds"]:.1f} s', flush=True)
         return result
 

@@ -7,8 +7,8 @@ import os.path as osp
 import pprint
 
 import _init_paths  # noqa: F401
-from _common import add_common_args, add_net_args, apply_config, init_caffe, open_test_net, require_imdb, \
-    require_net_files
+from _common import add_common_args, add_net_args, apply_config, init_caffe, lock_output_dir, \
+    open_test_net, require_imdb, require_net_files
 from datasets.imdb import save_box_list
 from fast_rcnn.config import cfg, get_output_dir
 from rpn.generate import imdb_proposals
@@ -35,6 +35,7 @@ def main(argv=None):
     pprint.pprint(cfg)
     init_caffe()
     output_dir = get_output_dir(imdb.name)
+    lock = lock_output_dir(output_dir)  # noqa: F841 (held until exit)
     net = open_test_net(args.prototxt, args.caffemodel, imdb.num_classes, osp.join(output_dir, 'prototxt'))
     proposals = imdb_proposals(net, imdb)
     path = args.out or osp.join(output_dir, osp.splitext(osp.basename(args.caffemodel))[0] + '_proposals.npz')

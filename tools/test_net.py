@@ -9,8 +9,8 @@ import os.path as osp
 import pprint
 
 import _init_paths  # noqa: F401
-from _common import add_common_args, add_net_args, apply_config, fail, init_caffe, open_test_net, \
-    require_file, require_imdb, require_net_files
+from _common import add_common_args, add_net_args, apply_config, fail, init_caffe, lock_output_dir, \
+    open_test_net, require_file, require_imdb, require_net_files
 from datasets.imdb import set_proposals
 from fast_rcnn.config import cfg, get_output_dir
 from fast_rcnn.test import test_net
@@ -44,15 +44,17 @@ def main(argv=None):
             fail('TEST.PROPOSAL_METHOD gt would test on the ground-truth boxes; use selective_search, '
                  'edge_boxes, dense or rpn (with --proposals), or TEST.HAS_RPN true for a Faster R-CNN net')
         # Dense windows are laid out on the training-scale image, one set for every test scale.
-        set_proposals(imdb, cfg.TEST.PROPOSAL_METHOD, cfg.PROPOSALS, (cfg.TRAIN.SCALES[0], cfg.TRAIN.MAX_SIZE),
-                      args.proposals)
+        set_proposals(imdb, cfg.TEST.PROPOSAL_METHOD, cfg.PROPOSALS,
+                      (cfg.TRAIN.SCALES[0], cfg.TRAIN.MAX_SIZE), args.proposals)
     print('Called with args:', args, flush=True)
     print('Using config:', flush=True)
     pprint.pprint(cfg)
     init_caffe()
+    net_name = osp.splitext(osp.basename(args.caffemodel))[0]
+    lock = lock_output_dir(get_output_dir(imdb.name, net_name))  # noqa: F841 (held until exit)
     proto_dir = osp.join(get_output_dir(imdb.name), 'prototxt')
     net = open_test_net(args.prototxt, args.caffemodel, imdb.num_classes, proto_dir, prefix='test_')
-    net.name = osp.splitext(osp.basename(args.caffemodel))[0]
+    net.name = net_name
     max_per_image = cfg.TEST.MAX_PER_IMAGE if args.max_per_image is None else args.max_per_image
     _, mean_ap = test_net(net, imdb, max_per_image=max_per_image, thresh=cfg.TEST.SCORE_THRESH, vis=args.vis)
     if mean_ap is not None:  # None: an image set evaluated by a server (its files were written)

@@ -16,19 +16,21 @@ saved as ``<net_name>_faster_rcnn_final``.
 
 import argparse
 import glob
-import json
+import multiprocessing as mp
 import os
 import os.path as osp
 import pprint
+import signal
+import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-import multiprocessing as mp
+import traceback
 
 import _init_paths  # noqa: F401
-from _common import adapt_to_imdb, add_common_args, apply_config, fail, init_caffe, open_test_net, \
-    require_imdb, require_weights
+from _common import adapt_to_imdb, add_common_args, apply_config, fail, init_caffe, lock_output_dir, \
+    open_test_net, require_imdb, require_weights, write_final_model
 from fast_rcnn.config import cfg, get_output_dir
-from fast_rcnn.models import RELEASED_ALT_OPT_ITERS, adapt_solver, read_solver
+from fast_rcnn.models import RELEASED_ALT_OPT_ITERS, RPN_LAYER_PREFIX, adapt_solver, read_solver
+from utils.fileio import atomic_path, write_json_atomic
 
 ALT_OPT_DIR = 'faster_rcnn_alt_opt'
 # Solver files of the four training stages (glob patterns: the VOC ones carry their schedule in the name).
@@ -49,6 +51,8 @@ def parse_args(argv=None):
     parser.add_argument('--iters', type=int, nargs=4, metavar=('RPN1', 'FRCN1', 'RPN2', 'FRCN2'),
                         help='iterations of the four stages (default: each solver\'s max_iter, else the '
                              'released 80k/40k/80k/40k)')
+    parser.add_argument('--final-model-file', default=None,
+                        help='write the final model\'s path (one line) to this file when all stages are done')
     add_common_args(parser)
     return parser.parse_args(argv)
 
@@ -164,20 +168,92 @@ def _assemble_final_model(parent_cfg, imdb_name, test_prototxt, rpn_model, fast_
     init_caffe()
     imdb = get_imdb(imdb_name)
     proto_dir = osp.join(get_output_dir(imdb.name), 'prototxt')
-    net = open_test_net(test_prototxt, fast_rcnn_model, imdb.num_classes, proto_dir)
-    rpn_net = open_test_net(test_prototxt, rpn_model, imdb.num_classes, proto_dir)
+    # Each model holds only its part of the test net: the detector everything but the RPN, the RPN model
+    # the shared convs and the RPN.
+    net = open_test_net(test_prototxt, fast_rcnn_model, imdb.num_classes, proto_dir,
+                        required=lambda name: not name.startswith(RPN_LAYER_PREFIX))
+    rpn_net = open_test_net(test_prototxt, rpn_model, imdb.num_classes, proto_dir,
+                            required=lambda name: name.startswith(RPN_LAYER_PREFIX))
     shared, rpn_layers = merge_final_model(net, rpn_net, rpn_model, fast_rcnn_model)
-    net.save(final_path)
+    with atomic_path(final_path) as temp:
+        net.save(temp)
     print(f'Final model (shared {", ".join(shared)}; RPN {", ".join(rpn_layers)} from '
           f'{osp.basename(rpn_model)}; the rest from {osp.basename(fast_rcnn_model)}): {final_path}',
           flush=True)
     return final_path
 
 
+# Signals the driver forwards to the running stage (which snapshots and stops), then stops itself.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StageStopped(Exception):
+    """A stage ended without a result; ``exit_status`` is what the driver exits with."""
+
+    def __init__(self, message, exit_status):
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
+def _stage_main(conn, func, parent_cfg, kwargs):
+    """Body of a stage process: run ``func`` and send ``(status, payload)`` to the driver."""
+    from fast_rcnn.train import EmptyRoidbError, TrainingDivergedError, TrainingInterrupted
+    from fast_rcnn.weights import WeightsError
+    try:
+        result = func(parent_cfg, **kwargs)
+    except TrainingInterrupted as exc:
+        conn.send(('interrupted', str(exc)))
+    except (WeightsError, TrainingDivergedError, EmptyRoidbError, FileNotFoundError) as exc:
+        conn.send(('error', str(exc)))
+    except BaseException:  # KeyboardInterrupt too: the driver reports it
+        conn.send(('error', traceback.format_exc()))
+    else:
+        conn.send(('ok', result))
+    finally:
+        conn.close()
+
+
 def run_in_process(func, **kwargs):
-    """Run ``func(parent_cfg, **kwargs)`` in a fresh spawned process; return its result (errors re-raise)."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context('spawn')) as pool:
-        return pool.submit(func, cfg, **kwargs).result()
+    """Run ``func(parent_cfg, **kwargs)`` in a fresh spawned process; return its result.
+
+    SIGINT / SIGTERM received meanwhile are forwarded to the stage process (a training stage snapshots
+    and stops; see ``fast_rcnn.train``); the driver then raises ``StageStopped`` with exit status
+    128 + signal. A failing stage raises ``StageStopped`` with its error and status 1.
+    """
+    ctx = mp.get_context('spawn')
+    receiver, sender = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_stage_main, args=(sender, func, cfg, kwargs))
+    received = []
+
+    def forward(signum, frame):
+        del frame
+        received.append(signum)
+        if proc.pid is not None and proc.exitcode is None:
+            os.kill(proc.pid, signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in STOP_SIGNALS}
+    try:
+        proc.start()
+        sender.close()
+        if received:  # arrived while the process was being started
+            os.kill(proc.pid, received[0])
+        try:
+            status, payload = receiver.recv()
+        except EOFError:  # killed before it could report
+            proc.join()
+            status, payload = 'died', f'the stage process died (exit status {proc.exitcode})'
+        proc.join()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        name = signal.Signals(received[0]).name
+        detail = payload if status != 'ok' else 'the stage had just finished'
+        raise StageStopped(f'{name} received: stopped in this stage ({detail.strip()}). The alternating '
+                           f'optimisation does not resume; run it again', 128 + received[0])
+    if status != 'ok':
+        raise StageStopped(payload.strip(), 1)
+    return payload
 
 
 def main(argv=None):
@@ -192,6 +268,7 @@ def main(argv=None):
     print('Using config:', flush=True)
     pprint.pprint(cfg)
     output_dir = get_output_dir(imdb.name)
+    lock = lock_output_dir(output_dir)  # noqa: F841 (held until exit; the stages write here too)
     print(f'Output goes to {output_dir}; iterations per stage: {max_iters}', flush=True)
 
     times = {}
@@ -200,7 +277,11 @@ def main(argv=None):
         banner = '~' * 72
         print(f'{banner}\n{label}\n{banner}', flush=True)
         start = time.perf_counter()
-        result = run_in_process(func, **kwargs)
+        try:
+            result = run_in_process(func, **kwargs)
+        except StageStopped as exc:
+            print(f'error: [{label}] {exc}', file=sys.stderr, flush=True)
+            sys.exit(exc.exit_status)
         times[label] = time.perf_counter() - start
         print(f'[{label}] wall time {times[label]:.1f} s', flush=True)
         return result
@@ -231,13 +312,14 @@ def main(argv=None):
     for label, seconds in times.items():
         print(f'  {seconds:8.1f} s  {label}', flush=True)
     print(f'  {sum(times.values()):8.1f} s  total', flush=True)
-    with open(osp.join(output_dir, f'{args.net_name}_alt_opt_times.json'), 'w', encoding='utf-8') as f:
-        json.dump({'stage_seconds': times, 'max_iters': max_iters, 'final_model': final_path,
-                   # the paper's "unshared" system is stages 1-2: the stage-1 RPN with the stage-1 detector
-                   'stage_models': {'stage1_rpn': rpn1, 'stage1_fast_rcnn': frcn1, 'stage2_rpn': rpn2,
-                                    'stage2_fast_rcnn': frcn2},
-                   'train_proposals': {'stage1_rpn': props1, 'stage2_rpn': props2}}, f, indent=2)
+    write_json_atomic(osp.join(output_dir, f'{args.net_name}_alt_opt_times.json'),
+                      {'stage_seconds': times, 'max_iters': max_iters, 'final_model': final_path,
+                       # the paper's "unshared" system is steps 1-2: stage-1 RPN + stage-1 detector
+                       'stage_models': {'stage1_rpn': rpn1, 'stage1_fast_rcnn': frcn1, 'stage2_rpn': rpn2,
+                                        'stage2_fast_rcnn': frcn2},
+                       'train_proposals': {'stage1_rpn': props1, 'stage2_rpn': props2}}, indent=2)
     print(f'Final model: {final_path}', flush=True)
+    write_final_model(args.final_model_file, final_path)
     return final_path
 
 

@@ -63,7 +63,8 @@ else
 fi
 
 mkdir -p experiments/logs
-LOG="experiments/logs/${METHOD}_${NET}_${DATASET}.txt.$(date +'%Y-%m-%d_%H-%M-%S')"
+# The pid keeps two runs started in the same second apart.
+LOG="experiments/logs/${METHOD}_${NET}_${DATASET}.txt.$(date +'%Y-%m-%d_%H-%M-%S').$$"
 
 # Prints a message and appends it to LOG.
 say() {

@@ -30,11 +30,15 @@ if [ -n "$ITERS" ]; then
 fi
 
 START=$(date +%s%N)
+# The training tool writes the final model's path here when (and only when) it completes.
+FINAL_MODEL_FILE=$(mktemp)
+trap 'rm -f "$FINAL_MODEL_FILE"' EXIT
 timed "training" "$PY" tools/train_net.py "${DEVICE_ARGS[@]}" \
   --solver "${MODELS_DIR}/${NET}/${METHOD}/solver.prototxt" --weights "$WEIGHTS" --imdb "$TRAIN_IMDB" \
-  "${ITER_ARGS[@]}" "${CFG_ARGS[@]}" "${EXTRA_ARGS[@]}"
+  "${ITER_ARGS[@]}" "${CFG_ARGS[@]}" --final-model-file "$FINAL_MODEL_FILE" "${EXTRA_ARGS[@]}"
 
-NET_FINAL=$(grep "^Final model:" "$LOG" | tail -n 1 | awk '{print $3}')
+NET_FINAL=$(cat "$FINAL_MODEL_FILE")
+[ -n "$NET_FINAL" ] || { say "error: training reported no final model"; exit 1; }
 timed "test_net" "$PY" tools/test_net.py "${DEVICE_ARGS[@]}" \
   --def "${MODELS_DIR}/${NET}/${METHOD}/test.prototxt" \
   --net "$NET_FINAL" --imdb "$TEST_IMDB" "${CFG_ARGS[@]}" "${EXTRA_ARGS[@]}"

@@ -33,6 +33,8 @@ import cv2
 import numpy as np
 
 from datasets.imdb import load_box_list, save_box_list
+from utils.fileio import write_json_atomic
+from utils.image import read_image
 from utils.timer import format_eta
 
 # Bumped when the computation changes, so old caches are recomputed.
@@ -186,9 +188,7 @@ def clean_released(box_list, min_size=DEFAULT_MIN_SIZE):
 def _compute_one(job):
     """Worker: ``(method, path, max_boxes, min_size, seed)`` → (boxes, seconds)."""
     method, path, max_boxes, min_size, seed = job
-    im = cv2.imread(path)
-    if im is None:
-        raise FileNotFoundError(f'cannot read image {path}')
+    im = read_image(path)
     start = time.perf_counter()
     if method == SELECTIVE_SEARCH:
         boxes = selective_search(im, max_boxes, min_size, seed)
@@ -251,8 +251,7 @@ def imdb_proposals(imdb, method, cache_dir, max_boxes=DEFAULT_MAX_BOXES, min_siz
     summary = {'imdb': imdb.name, 'method': method, 'settings': settings, 'images': len(jobs),
                'seconds_per_image': float(np.mean(seconds)) if seconds else 0.0,
                'boxes_per_image': float(np.mean([len(b) for b in boxes])) if boxes else 0.0}
-    with open(osp.splitext(path)[0] + '.json', 'w', encoding='utf-8') as f:
-        json.dump(summary, f, indent=2)
+    write_json_atomic(osp.splitext(path)[0] + '.json', summary, indent=2)
     print(f'Wrote {path}', flush=True)
     return path, boxes
 

@@ -9,12 +9,14 @@ proposals), ``gt_overlaps`` (N x K float32, dense), ``flipped`` (bool), ``seg_ar
 
 import os
 import os.path as osp
+import zipfile
 
-import cv2
 import numpy as np
 
 from fast_rcnn.config import cfg
 from utils.cython_bbox import bbox_overlaps
+from utils.fileio import atomic_write
+from utils.image import stored_image_size
 
 # Area ranges (in squared pixels of the gt box) understood by ``imdb.evaluate_recall``; the names and
 # bounds are the released ones (COCO-style small / medium / large plus finer large-object bins).
@@ -134,11 +136,7 @@ class imdb:
 
     def image_size_at(self, i):
         """``(width, height)`` of image ``i``, read from the image file."""
-        path = self.image_path_at(i)
-        im = cv2.imread(path)
-        if im is None:
-            raise FileNotFoundError(f'imdb {self.name}: cannot read image {path}')
-        return im.shape[1], im.shape[0]
+        return stored_image_size(self.image_path_at(i))
 
     def rpn_roidb(self):
         """Ground truth merged with the proposals of ``config['rpn_file']`` (a ``save_box_list`` .npz)."""
@@ -410,10 +408,8 @@ def save_box_list(path, image_index, box_list):
     offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([a.shape[0] for a in arrays])
     boxes = np.concatenate(arrays) if arrays else np.zeros((0, ncols), dtype=np.float32)
-    tmp = path + '.tmp'
-    with open(tmp, 'wb') as f:
+    with atomic_write(path) as f:
         np.savez(f, image_index=np.array(list(image_index), dtype=str), boxes=boxes, offsets=offsets)
-    os.replace(tmp, path)
 
 
 def load_box_list(path, image_index):
@@ -421,13 +417,16 @@ def load_box_list(path, image_index):
     per-image float32 arrays (M x 4 or M x 5)."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'proposal file not found: {path}')
-    with np.load(path, allow_pickle=False) as data:
-        missing = {'image_index', 'boxes', 'offsets'} - set(data.files)
-        if missing:
-            raise ValueError(f'{path}: not a proposals file (missing {", ".join(sorted(missing))})')
-        ids = [str(s) for s in data['image_index']]
-        boxes = data['boxes']
-        offsets = data['offsets']
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = {'image_index', 'boxes', 'offsets'} - set(data.files)
+            if missing:
+                raise ValueError(f'{path}: not a proposals file (missing {", ".join(sorted(missing))})')
+            ids = [str(s) for s in data['image_index']]
+            boxes = data['boxes']
+            offsets = data['offsets']
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f'{path}: unreadable proposals file ({type(exc).__name__}: {exc})') from None
     expected = [str(s) for s in image_index]
     if ids != expected:
         where = next((k for k, (x, y) in enumerate(zip(ids, expected)) if x != y),

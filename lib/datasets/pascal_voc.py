@@ -6,7 +6,12 @@ with ``devkit_path = <cfg.DATA_DIR>/VOCdevkit<year>`` and ``dataset_dir = VOC<ye
 Annotation XMLs use 1-based inclusive pixel coordinates; roidb boxes are 0-based (x - 1). Every object is
 validated when read (see ``parse_annotation``). Parsed annotations are cached in
 ``<cfg.DATA_DIR>/cache/<name>_gt_annotations.npz`` under a key hashing the content of every annotation file,
-the class list and the bad-box policy, so an edited annotation rebuilds the cache.
+the class list and the bad-box policy, so an edited annotation rebuilds the cache; a corrupt cache is
+rebuilt with a warning.
+
+Image ids (one per line of the ImageSets file) must be plain file names (no path separator, not ``.`` or
+``..``, no whitespace or control characters) and unique; the set must not be empty. When annotations are
+loaded, every JPEG's size (read from its header) must equal its annotation's ``<size>``.
 """
 
 import hashlib
@@ -16,12 +21,15 @@ import os.path as osp
 import tarfile
 import warnings
 import xml.etree.ElementTree as ET
+import zipfile
 
 import numpy as np
 
 from datasets.imdb import imdb
 from datasets.voc_eval import voc_eval
 from fast_rcnn.config import cfg
+from utils.fileio import atomic_write, write_json_atomic
+from utils.image import BadImageError, stored_image_size
 
 VOC_CLASSES = ('__background__', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat',
                'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep',
@@ -49,6 +57,45 @@ class DatasetNotFoundError(FileNotFoundError):
 
 class BadAnnotationError(ValueError):
     """An annotation file is malformed or holds an invalid object; the message names file, object, values."""
+
+
+class BadImageSetError(ValueError):
+    """An ImageSets file is empty or lists an unusable or repeated id; the message names file and line."""
+
+
+def image_id_problem(index):
+    """Why ``index`` is not a plain image id (a string), or None when it is one."""
+    if index in ('.', '..'):
+        return 'is a relative directory name'
+    if '/' in index or '\\' in index or (os.sep in index) or (os.altsep and os.altsep in index):
+        return 'contains a path separator (ids are file names, not paths)'
+    if any(c.isspace() for c in index):
+        return 'contains whitespace (a class file "<id> <label>" given as the image set?)'
+    if not index.isprintable():
+        return 'contains control characters'
+    return None
+
+
+def read_image_set(path):
+    """The image ids listed in ImageSets file ``path`` (blank lines skipped); ``BadImageSetError`` naming
+    the file and line for an id that is not a plain name or repeats one, and for an empty set."""
+    ids, seen = [], {}
+    with open(path, encoding='utf-8') as f:
+        for lineno, line in enumerate(f, 1):
+            index = line.strip()
+            if not index:
+                continue
+            problem = image_id_problem(index)
+            if problem:
+                raise BadImageSetError(f'{path}:{lineno}: image id {index!r} {problem}')
+            if index in seen:
+                raise BadImageSetError(f'{path}:{lineno}: image id {index!r} repeats line {seen[index]} '
+                                       f'(each image may be listed once)')
+            seen[index] = lineno
+            ids.append(index)
+    if not ids:
+        raise BadImageSetError(f'{path}: the image set is empty (no image ids)')
+    return ids
 
 
 def voc_missing_hint(year, devkit_path):
@@ -171,6 +218,25 @@ def _parse_object(obj, k, filename, width, height, class_to_ind, on_bad_box):
     return None
 
 
+_ANNOTATION_KEYS = ('widths', 'heights', 'boxes', 'gt_classes', 'difficult', 'offsets')
+
+
+def _read_annotation_cache(cache_file, key):
+    """``(warnings, annotations)`` from the cache when it holds ``key``; None when absent or stale. A
+    corrupt cache (unreadable, keys missing) is reported and ignored, so it is rebuilt."""
+    if not osp.isfile(cache_file):
+        return None
+    try:
+        with np.load(cache_file, allow_pickle=False) as data:
+            if str(data['key']) != key:
+                return None
+            return [str(m) for m in data['warnings']], {k: data[k] for k in _ANNOTATION_KEYS}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        warnings.warn(f'{cache_file}: corrupt annotation cache ({type(exc).__name__}: {exc}); rebuilding it',
+                      stacklevel=4)
+        return None
+
+
 class pascal_voc(imdb):
     """A VOC-format image set, e.g. ``pascal_voc('trainval', '2007')`` named ``voc_2007_trainval``.
 
@@ -207,8 +273,7 @@ class pascal_voc(imdb):
         if not osp.isfile(imageset_file):
             hint = missing_hint or voc_missing_hint(year, self._devkit_path)
             raise DatasetNotFoundError(f'{self.name}: image set file not found: {imageset_file}\n{hint}')
-        with open(imageset_file, encoding='utf-8') as f:
-            self._image_index = [line.strip() for line in f if line.strip()]
+        self._image_index = read_image_set(imageset_file)
         if max_images is not None:
             self._image_index = self._image_index[:max_images]
 
@@ -261,8 +326,21 @@ class pascal_voc(imdb):
         image i owns rows ``offsets[i]:offsets[i+1]``.
         """
         if self._annotations is None:
-            self._annotations = self._load_annotations(self._image_index)
+            ann = self._load_annotations(self._image_index)
+            self._check_image_sizes(ann)
+            self._annotations = ann
         return self._annotations
+
+    def _check_image_sizes(self, ann):
+        """Every JPEG's header size must equal its annotation's ``<size>`` (``BadImageError`` naming
+        both); the pixels are read as stored, so an EXIF rotation does not count."""
+        for i, index in enumerate(self._image_index):
+            path = self.image_path_from_index(index)
+            width, height = stored_image_size(path)
+            if (width, height) != (int(ann['widths'][i]), int(ann['heights'][i])):
+                raise BadImageError(f'image {path} is {width} x {height} pixels but its annotation '
+                                    f'{self.annotation_path(index)} says <size> {ann["widths"][i]} x '
+                                    f'{ann["heights"][i]}')
 
     def _load_annotations(self, ids):
         """Parse (or read from the cache) the annotations of ``ids``; see ``annotations``. An image set
@@ -276,13 +354,13 @@ class pascal_voc(imdb):
         paths = [self.annotation_path(index) for index in ids]
         key = self._cache_key(ids, paths)
         cache_file = osp.join(self.cache_path, f'{self.name}_gt_annotations.npz')
-        if osp.isfile(cache_file):
-            with np.load(cache_file, allow_pickle=False) as data:
-                if str(data['key']) == key:
-                    # clipped / skipped objects are reported on every load, not only when parsing
-                    for message in data['warnings']:
-                        warnings.warn(str(message), stacklevel=3)
-                    return {k: data[k] for k in data.files if k not in ('key', 'warnings')}
+        cached = _read_annotation_cache(cache_file, key)
+        if cached is not None:
+            cached_warnings, ann = cached
+            # clipped / skipped objects are reported on every load, not only when parsing
+            for message in cached_warnings:
+                warnings.warn(message, stacklevel=3)
+            return ann
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
             parsed = [parse_annotation(path, self._class_to_ind, self._on_bad_box) for path in paths]
@@ -299,10 +377,8 @@ class pascal_voc(imdb):
             'difficult': np.concatenate([p['difficult'] for p in parsed] or [np.zeros(0, bool)]),
             'offsets': offsets,
         }
-        tmp = cache_file + '.tmp'
-        with open(tmp, 'wb') as f:
+        with atomic_write(cache_file) as f:
             np.savez(f, key=np.array(key), warnings=np.array(messages, dtype=str), **ann)
-        os.replace(tmp, cache_file)
         return ann
 
     def _cache_key(self, ids, paths):
@@ -363,7 +439,7 @@ class pascal_voc(imdb):
             return None
         use_07_metric = bool(self.config['use_07_metric'])
         ids_file = osp.join(output_dir, f'{self.name}_image_ids.txt')
-        with open(ids_file, 'w', encoding='utf-8') as f:
+        with atomic_write(ids_file, 'w') as f:
             f.writelines(f'{index}\n' for index in self._image_index)
         annopath = osp.join(self._data_path, 'Annotations', '{}.xml')
         aps = {}
@@ -374,13 +450,14 @@ class pascal_voc(imdb):
             write_comp4_file(detfile, self._image_index, all_boxes[cls_ind])
             rec, prec, ap = voc_eval(detfile, annopath, ids_file, cls, osp.join(self.cache_path, 'voc_eval'),
                                      ovthresh=VOC_IOU_THRESH, use_07_metric=use_07_metric)
-            np.savez(osp.join(output_dir, f'{cls}_pr.npz'), rec=rec, prec=prec, ap=np.float64(ap))
+            with atomic_write(osp.join(output_dir, f'{cls}_pr.npz')) as f:
+                np.savez(f, rec=rec, prec=prec, ap=np.float64(ap))
             aps[cls] = ap
         mean_ap = float(np.mean(list(aps.values())))
         metric = 'VOC07 11-point' if use_07_metric else 'VOC2010+ area'
-        with open(osp.join(output_dir, f'{self.name}_eval.json'), 'w', encoding='utf-8') as f:
-            json.dump({'imdb': self.name, 'metric': metric, 'iou_thresh': VOC_IOU_THRESH,
-                       'num_images': self.num_images, 'ap': aps, 'mAP': mean_ap}, f, indent=2)
+        write_json_atomic(osp.join(output_dir, f'{self.name}_eval.json'),
+                          {'imdb': self.name, 'metric': metric, 'iou_thresh': VOC_IOU_THRESH,
+                           'num_images': self.num_images, 'ap': aps, 'mAP': mean_ap}, indent=2)
         print(format_ap_table(self.name, metric, aps, mean_ap))
         return mean_ap
 
@@ -422,7 +499,7 @@ def _check_all_boxes(all_boxes, num_classes, num_images):
 def write_comp4_file(path, image_index, class_dets):
     """Write one class's detections: ``<id> <score %.3f> <x1> <y1> <x2> <y2>`` (1-based, %.1f), as the
     released code did; ``class_dets[i]`` is N x 5 (0-based boxes + score) for ``image_index[i]``."""
-    with open(path, 'w', encoding='utf-8') as f:
+    with atomic_write(path, 'w') as f:
         for index, dets in zip(image_index, class_dets):
             for x1, y1, x2, y2, score in np.asarray(dets, dtype=np.float64).reshape(-1, 5):
                 f.write(f'{index} {score:.3f} {x1 + 1:.1f} {y1 + 1:.1f} {x2 + 1:.1f} {y2 + 1:.1f}\n')

@@ -23,13 +23,14 @@ Choices where the devkit is silent or degenerate (documented, never a crash):
 
 import hashlib
 import json
-import os
 import os.path as osp
+import warnings
 import xml.etree.ElementTree as ET
 
 import numpy as np
 
 from utils.cython_bbox import bbox_overlaps
+from utils.fileio import write_json_atomic
 
 # Bumped whenever the annotation cache layout changes, so old caches are rebuilt.
 _CACHE_VERSION = 1
@@ -86,14 +87,13 @@ def load_annotations(annopath, image_ids, cachedir):
             digest.update(image_id.encode() + b'\0' + f.read() + b'\0')
     cachefile = osp.join(cachedir, f'annots_{digest.hexdigest()[:20]}.json')
     if osp.isfile(cachefile):
-        with open(cachefile, encoding='utf-8') as f:
-            return json.load(f)
+        try:
+            with open(cachefile, encoding='utf-8') as f:
+                return json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            warnings.warn(f'{cachefile}: corrupt annotation cache ({exc}); rebuilding it', stacklevel=2)
     recs = {image_id: parse_rec(annopath.format(image_id)) for image_id in image_ids}
-    os.makedirs(cachedir, exist_ok=True)
-    tmp = cachefile + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(recs, f)
-    os.replace(tmp, cachefile)
+    write_json_atomic(cachefile, recs)
     return recs
 
 

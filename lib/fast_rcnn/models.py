@@ -11,6 +11,7 @@ import re
 from google.protobuf import text_format
 
 from caffe.proto import caffe_pb2
+from utils.fileio import write_text_atomic
 
 # Layer names of the detection head (they must match released caffemodels, which load by name).
 CLS_SCORE_LAYER = 'cls_score'
@@ -56,9 +57,8 @@ def _read_message(path, message):
 
 
 def write_message(message, path):
-    """Write ``message`` to ``path`` in text format."""
-    with open(path, 'w', encoding='utf-8') as f:
-        f.write(text_format.MessageToString(message))
+    """Write ``message`` to ``path`` in text format (atomically: concurrent readers see a whole file)."""
+    write_text_atomic(path, text_format.MessageToString(message))
 
 
 def rewrite_num_classes(param_str, num_classes):

@@ -5,6 +5,7 @@ one ran.
 """
 
 from fast_rcnn.config import cfg
+from fast_rcnn.device import gpu_usable
 from nms.cpu_nms import cpu_nms
 
 try:
@@ -19,8 +20,9 @@ def nms(dets, thresh, force_cpu=False):
     A box is dropped when its IoU with an already kept, higher-scoring box is > ``thresh``.
     Returns a 1-D int64 array of kept row indices, highest score first (ties: lower index first).
     Runs on GPU ``cfg.GPU_ID`` when ``gpu_nms`` is built, ``cfg.USE_GPU_NMS`` is set, ``cfg.GPU_ID >= 0``
-    and ``force_cpu`` is false; otherwise on the CPU.
+    and ``force_cpu`` is false; otherwise on the CPU (with one warning when that GPU is not usable).
     """
-    if gpu_nms is not None and cfg.USE_GPU_NMS and cfg.GPU_ID >= 0 and not force_cpu:
+    if gpu_nms is not None and cfg.USE_GPU_NMS and cfg.GPU_ID >= 0 and not force_cpu \
+            and gpu_usable(cfg.GPU_ID, 'NMS'):
         return gpu_nms(dets, thresh, device_id=cfg.GPU_ID)
     return cpu_nms(dets, thresh)

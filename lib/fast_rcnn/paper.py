@@ -16,6 +16,7 @@ import os
 import os.path as osp
 
 from fast_rcnn.models import RELEASED_ALT_OPT_ITERS, RELEASED_END2END_ITERS
+from utils.fileio import write_text_atomic
 
 # ----------------------------------------------------------------------------------------------------------
 # The paper's numbers (Ren et al., NIPS 2015). Tables 1 and 5 use ZF, Tables 2, 3, 6, 7 VGG-16.
@@ -345,18 +346,10 @@ def write_report(results, out_dir, meta, recall=None, anchors=None, pictures=())
               _table(('claim', 'verdict', 'measured'), claims)]
     text = '\n\n'.join(parts) + '\n'
     os.makedirs(out_dir, exist_ok=True)
-    _write_atomic(osp.join(out_dir, 'report.md'), text)
-    _write_atomic(osp.join(out_dir, 'report.json'), json.dumps(
+    write_text_atomic(osp.join(out_dir, 'report.md'), text)
+    write_text_atomic(osp.join(out_dir, 'report.json'), json.dumps(
         {'meta': meta, 'rows': results, 'recall': recall, 'anchors': anchors,
          'claims': [{'claim': c, 'verdict': v, 'measured': e} for c, v, e in claims]}, indent=2))
     return text
 
 
-def _write_atomic(path, text):
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

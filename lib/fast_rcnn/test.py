@@ -11,7 +11,6 @@ split point is the RoI pooling layer and the proposal segment is empty. Splittin
 computes exactly what one ``net.forward()`` computes.
 """
 
-import json
 import os
 import os.path as osp
 import time
@@ -24,6 +23,8 @@ from fast_rcnn.config import cfg, get_output_dir
 from fast_rcnn.models import ROI_POOLING_TYPE
 from fast_rcnn.nms_wrapper import nms
 from utils.blob import im_list_to_blob, prep_im_for_blob
+from utils.fileio import atomic_write, write_json_atomic
+from utils.image import read_image
 from utils.timer import Timer, format_eta
 
 # The released models' blob names.
@@ -202,10 +203,11 @@ def save_detections(path, all_boxes, image_index):
             dets.append(d)
             classes.append(np.full(len(d), j, dtype=np.int32))
             images.append(np.full(len(d), i, dtype=np.int64))
-    np.savez_compressed(path, image_index=np.array(image_index, dtype=str), dets=np.vstack(dets),
-                        classes=np.concatenate(classes or [np.zeros(0, np.int32)]),
-                        images=np.concatenate(images or [np.zeros(0, np.int64)]),
-                        num_classes=np.int64(num_classes))
+    with atomic_write(path) as f:
+        np.savez_compressed(f, image_index=np.array(image_index, dtype=str), dets=np.vstack(dets),
+                            classes=np.concatenate(classes or [np.zeros(0, np.int32)]),
+                            images=np.concatenate(images or [np.zeros(0, np.int64)]),
+                            num_classes=np.int64(num_classes))
 
 
 def load_detections(path):
@@ -227,8 +229,8 @@ def draw_detections(im, dets_per_class, class_names, thresh=0.5):
     """
     out = im.copy()
     for j in range(1, len(dets_per_class)):
-        colour = tuple(int(c) for c in cv2.applyColorMap(
-            np.array([[int(255 * j / max(1, len(class_names) - 1))]], dtype=np.uint8), cv2.COLORMAP_JET)[0, 0])
+        level = np.array([[int(255 * j / max(1, len(class_names) - 1))]], dtype=np.uint8)
+        colour = tuple(int(c) for c in cv2.applyColorMap(level, cv2.COLORMAP_JET)[0, 0])
         for x1, y1, x2, y2, score in dets_per_class[j]:
             if score < thresh:
                 continue
@@ -259,6 +261,8 @@ def test_net(net, imdb, max_per_image=100, thresh=0.05, vis=False):
     with ``vis`` each image's detections (score ≥ 0.5) are drawn to ``<output>/vis/<image id>.png``.
     Returns ``(all_boxes, result)`` where ``result`` is what ``imdb.evaluate_detections`` returns.
     """
+    # Annotations (training rules) and image files are checked before any detection.
+    imdb.gt_roidb()
     num_images = imdb.num_images
     all_boxes = [[None] * num_images for _ in range(imdb.num_classes)]
     output_dir = get_output_dir(imdb.name, net.name)
@@ -267,9 +271,7 @@ def test_net(net, imdb, max_per_image=100, thresh=0.05, vis=False):
     num_regions = []
     start = time.perf_counter()
     for i in range(num_images):
-        im = cv2.imread(imdb.image_path_at(i))
-        if im is None:
-            raise FileNotFoundError(f'cannot read image {imdb.image_path_at(i)}')
+        im = read_image(imdb.image_path_at(i))  # as stored, complete (else BadImageError)
         scores, boxes = im_detect(net, im, None if proposals is None else proposals[i], timers)
         num_regions.append(scores.shape[0])
         timers['misc'].tic()
@@ -279,7 +281,8 @@ def test_net(net, imdb, max_per_image=100, thresh=0.05, vis=False):
         if vis:
             vis_dir = osp.join(output_dir, 'vis')
             os.makedirs(vis_dir, exist_ok=True)
-            cv2.imwrite(osp.join(vis_dir, f'{imdb.image_index[i]}.png'), draw_detections(im, dets, imdb.classes))
+            cv2.imwrite(osp.join(vis_dir, f'{imdb.image_index[i]}.png'),
+                        draw_detections(im, dets, imdb.classes))
         timers['misc'].toc()
         if (i + 1) % 50 == 0 or i + 1 == num_images:
             elapsed = time.perf_counter() - start
@@ -291,8 +294,7 @@ def test_net(net, imdb, max_per_image=100, thresh=0.05, vis=False):
     timing = {'device': 'cpu' if cfg.GPU_ID < 0 else f'gpu {cfg.GPU_ID}', 'num_images': num_images,
               'regions_per_image': float(np.mean(num_regions)),
               'ms_per_image': {name: timers[name].average_time * 1000 for name in timers}}
-    with open(osp.join(output_dir, 'timing.json'), 'w', encoding='utf-8') as f:
-        json.dump(timing, f, indent=2)
+    write_json_atomic(osp.join(output_dir, 'timing.json'), timing, indent=2)
     det_file = osp.join(output_dir, 'detections.npz')
     save_detections(det_file, all_boxes, imdb.image_index)
     print(f'Wrote detections to {det_file}', flush=True)

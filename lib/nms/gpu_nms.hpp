@@ -13,3 +13,7 @@
 // message carries the CUDA error name and text; device memory is released either way.
 int gpu_nms_sorted(const float* host_boxes, int num_boxes, int box_dim, float thresh,
                    int device_id, int64_t* keep_out);
+
+// Number of CUDA devices this process can use: 0 when there is no GPU, no driver or the driver is
+// too old (the error is cleared, so later CUDA calls are unaffected). Never throws.
+int gpu_device_count();

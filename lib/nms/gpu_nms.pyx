@@ -12,6 +12,7 @@ from nms.common import as_dets_array, score_order
 cdef extern from "gpu_nms.hpp":
     int gpu_nms_sorted(const float* host_boxes, int num_boxes, int box_dim, float thresh,
                        int device_id, int64_t* keep_out) except + nogil
+    int gpu_device_count_c "gpu_device_count"() nogil
 
 
 def gpu_nms(dets, thresh, device_id=0):
@@ -41,3 +42,8 @@ def gpu_nms(dets, thresh, device_id=0):
         num_kept = gpu_nms_sorted(&ranked[0, 0], <int>n, <int>ranked.shape[1], thresh_f,
                                   device, &keep_ranks[0])
     return order[keep_ranks_arr[:num_kept]]
+
+
+def gpu_device_count():
+    """Number of CUDA devices usable by this process (0 without a GPU or a working driver)."""
+    return gpu_device_count_c()

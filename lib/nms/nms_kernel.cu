@@ -138,3 +138,12 @@ int gpu_nms_sorted(const float* host_boxes, int num_boxes, int box_dim, float th
              "cudaMemcpy (mask to host)");
   return greedy_pass(host_mask, num_boxes, col_blocks, keep_out);
 }
+
+int gpu_device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();  // clear it: a failed query must not poison later calls
+    return 0;
+  }
+  return count;
+}

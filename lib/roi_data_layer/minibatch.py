@@ -4,11 +4,11 @@ Boxes are ``[x1, y1, x2, y2]``, 0-based, pixel-inclusive. Random draws use numpy
 driver seeds it with ``cfg.RNG_SEED``), so a minibatch sequence is reproducible.
 """
 
-import cv2
 import numpy as np
 
 from fast_rcnn.config import cfg
 from utils.blob import im_list_to_blob, prep_im_for_blob
+from utils.image import read_image
 
 
 def sample_fg_bg_inds(max_overlaps, rois_per_image, fg_rois_per_image, fg_thresh, bg_thresh_hi,
@@ -58,9 +58,8 @@ def get_image_blob(roidb, scale_inds, scales, max_size, pixel_means):
     processed_ims = []
     im_scales = []
     for entry, scale_ind in zip(roidb, scale_inds):
-        im = cv2.imread(entry['image'])
-        if im is None:
-            raise IOError(f'cannot read image {entry["image"]}')
+        # As stored (no EXIF rotation), complete, and of the annotated size (else BadImageError).
+        im = read_image(entry['image'], (entry['width'], entry['height']))
         if entry['flipped']:
             im = im[:, ::-1, :]
         im, im_scale = prep_im_for_blob(im, pixel_means, scales[scale_ind], max_size)

@@ -7,13 +7,13 @@ alternating optimisation sets them to (−1, 2000) before calling ``imdb_proposa
 
 import time
 
-import cv2
 import numpy as np
 
 from fast_rcnn.config import cfg
 from fast_rcnn.test import get_image_blob
 from rpn.generate_anchors import shifted_anchors
 from rpn.proposal import generate_proposals_with_anchors
+from utils.image import read_image
 from utils.timer import format_eta
 
 
@@ -44,9 +44,7 @@ def imdb_proposals(net, imdb):
     proposals = []
     start = time.perf_counter()
     for i in range(imdb.num_images):
-        im = cv2.imread(imdb.image_path_at(i))
-        if im is None:
-            raise FileNotFoundError(f'cannot read image {imdb.image_path_at(i)}')
+        im = read_image(imdb.image_path_at(i))  # as stored, complete (else BadImageError)
         boxes, scores = im_proposals(net, im)
         proposals.append(np.hstack((boxes, scores)))
         if (i + 1) % 100 == 0 or i + 1 == imdb.num_images:
@@ -73,10 +71,7 @@ def anchor_proposal_sizes(net, imdb, proposal_layer='proposal'):
     counts = np.zeros(num_anchors, dtype=np.int64)
     start = time.perf_counter()
     for i in range(imdb.num_images):
-        im = cv2.imread(imdb.image_path_at(i))
-        if im is None:
-            raise FileNotFoundError(f'cannot read image {imdb.image_path_at(i)}')
-        im_proposals(net, im)
+        im_proposals(net, read_image(imdb.image_path_at(i)))
         im_height, im_width, im_scale = net.blobs['im_info'].data[0, :3]
         prob = net.blobs['rpn_cls_prob_reshape'].data
         height, width = prob.shape[-2:]

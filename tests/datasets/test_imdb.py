@@ -233,3 +233,13 @@ def test_rpn_method_needs_a_file():
     from fast_rcnn.config import cfg
     with pytest.raises(ValueError, match='needs a proposals file'):
         set_proposals(toy(), 'rpn', cfg.PROPOSALS, (600, 1000))
+
+
+def test_a_torn_proposals_file_is_an_error_naming_it(tmp_path):
+    path = tmp_path / 'props.npz'
+    save_box_list(str(path), ['x', 'y'], [np.zeros((3, 4)), np.zeros((2, 4))])
+    assert [p.name for p in tmp_path.iterdir()] == ['props.npz']  # written through a temporary name
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match=f'{path}: unreadable proposals file'):
+        load_box_list(str(path), ['x', 'y'])

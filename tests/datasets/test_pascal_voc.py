@@ -7,6 +7,7 @@ Fixture (classes cat, dog), VOC2007 'test':
 
 import json
 import os
+import struct
 
 import cv2
 import numpy as np
@@ -17,6 +18,7 @@ from datasets.factory import get_imdb
 from datasets.pascal_voc import (BadAnnotationError, DatasetNotFoundError, annotation_xml, parse_annotation,
                                  pascal_voc, write_comp4_file)
 from fast_rcnn.config import cfg
+from utils.image import BadImageError
 
 CLASSES = ('__background__', 'cat', 'dog')
 SIZES = {'000001': (20, 10), '000002': (30, 20)}
@@ -298,3 +300,77 @@ def test_image_set_without_annotations_writes_the_server_submission(tmp_path, mo
     assert 'results/VOC2012/Main/comp4_det_test_aeroplane.txt' in names and len(
         [n for n in names if n.endswith('.txt')]) == 20
     assert dog == '000002 0.750 10.0 5.0 30.0 20.0\n'  # 1-based, as the devkit writes
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bad input: image ids, image files, caches.
+# ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('lines, line, message', [
+    (['000001', '../000002'], 2, "image id '../000002' contains a path separator"),
+    (['/etc/passwd'], 1, "image id '/etc/passwd' contains a path separator"),
+    (['000001', '', '..'], 3, "image id '..' is a relative directory name"),
+    (['000001 1'], 1, "image id '000001 1' contains whitespace"),
+    (['000001', '000002', '000001'], 3, "image id '000001' repeats line 1"),
+    (['000001', 'a\x07b'], 2, 'contains control characters'),
+])
+def test_bad_image_ids_name_the_file_and_line(data_dir, lines, line, message):
+    image_set = data_dir / 'VOCdevkit2007/VOC2007/ImageSets/Main/test.txt'
+    image_set.write_text(''.join(f'{x}\n' for x in lines))
+    with pytest.raises(pascal_voc_module.BadImageSetError) as err:
+        load()
+    assert str(err.value).startswith(f'{image_set}:{line}: ')
+    assert message in str(err.value)
+
+
+def test_an_empty_image_set_is_an_error(data_dir):
+    image_set = data_dir / 'VOCdevkit2007/VOC2007/ImageSets/Main/test.txt'
+    image_set.write_text('\n  \n')
+    with pytest.raises(pascal_voc_module.BadImageSetError, match=f'{image_set}: the image set is empty'):
+        load()
+
+
+def test_image_size_must_match_the_annotation(data_dir):
+    # The image on disk is 30 x 20; the annotation now says 20 x 30.
+    (data_dir / 'VOCdevkit2007/VOC2007/Annotations/000002.xml').write_text(
+        xml_text(20, 30, [('dog', (10, 5, 20, 20), 0)]))
+    with pytest.raises(BadImageError, match=r'000002.jpg is 30 x 20 pixels but its annotation .*000002.xml '
+                                            r'says <size> 20 x 30'):
+        load().roidb
+
+
+def exif_orientation_segment(orientation):
+    """An APP1 EXIF segment holding only the orientation tag (0x0112, SHORT)."""
+    tiff = b'MM\x00\x2a' + struct.pack('>I', 8) + struct.pack('>H', 1) \
+        + struct.pack('>HHIHH', 0x0112, 3, 1, orientation, 0) + struct.pack('>I', 0)
+    payload = b'Exif\x00\x00' + tiff
+    return b'\xff\xe1' + struct.pack('>H', len(payload) + 2) + payload
+
+
+def test_rotated_exif_jpeg_counts_with_its_stored_size(data_dir):
+    path = data_dir / 'VOCdevkit2007/VOC2007/JPEGImages/000002.jpg'
+    data = path.read_bytes()
+    path.write_bytes(data[:2] + exif_orientation_segment(6) + data[2:])
+    assert cv2.imread(str(path)).shape[:2] == (30, 20)  # OpenCV's default would turn it
+    assert load().roidb[1]['width'] == 30  # stored 30 x 20, as annotated: accepted
+
+
+def test_a_corrupt_cache_is_rebuilt_with_a_warning(data_dir):
+    load().roidb
+    cache = data_dir / 'cache' / 'voc_2007_test_gt_annotations.npz'
+    data = cache.read_bytes()
+    cache.write_bytes(data[:len(data) // 2])
+    with pytest.warns(UserWarning, match=f'{cache}: corrupt annotation cache .*rebuilding it'):
+        roidb = load().roidb
+    np.testing.assert_array_equal(roidb[1]['boxes'][0], [9, 4, 29, 19])
+    with np.load(cache) as rebuilt:
+        assert 'key' in rebuilt.files
+
+
+def test_test_annotations_are_checked_before_any_detection(data_dir):
+    from fast_rcnn.test import test_net
+    objects = dict(OBJECTS, **{'000002': [('dog', (10, 5, 31, 20), 0)]})  # xmax beyond the 30-px width
+    make_voc(data_dir, objects=objects)
+    # No net at all: the test must stop on the annotation before it would use one.
+    with pytest.raises(BadAnnotationError, match='000002.xml: object 0 .*box outside the image'):
+        test_net(None, load())

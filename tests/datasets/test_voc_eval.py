@@ -188,3 +188,14 @@ def test_area_metric_uses_the_precision_envelope():
     # VOC07 on the same curve: t = 0..0.2 -> 1, 0.3..0.5 -> .6, 0.6..0.7 -> .5, 0.8..1 -> 0
     assert voc_ap([0.25, 0.25, 0.5, 0.75], [1.0, 0.5, 0.6, 0.5], use_07_metric=True) == \
         pytest.approx((3 * 1 + 3 * 0.6 + 2 * 0.5) / 11)
+
+
+def test_a_corrupt_annotation_cache_is_rebuilt_with_a_warning(tmp_path):
+    assert evaluate(tmp_path, TWO_DOGS, [('a', 0.9, G), ('b', 0.8, H)])[2] == 1.0
+    (cache,) = os.listdir(tmp_path / 'cache')
+    (tmp_path / 'cache' / cache).write_text('{"a": [{"name": "do')  # torn by a kill (old writer)
+    with pytest.warns(UserWarning, match=f'{cache}: corrupt annotation cache .*rebuilding it'):
+        assert evaluate(tmp_path, TWO_DOGS, [('a', 0.9, G), ('b', 0.8, H)])[2] == 1.0
+    with open(tmp_path / 'cache' / cache) as f:
+        assert set(json.load(f)) == {'a', 'b'}
+    assert os.listdir(tmp_path / 'cache') == [cache]  # no temporary file left

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fast_rcnn import nms_wrapper
+from fast_rcnn import device, nms_wrapper
 from fast_rcnn.config import cfg
 
 # IoU(0, 1) = 81 / 119 = 0.6807; box 2 is disjoint from both.
@@ -28,6 +28,7 @@ def fake_gpu(monkeypatch):
         return np.array([0], dtype=np.int64)
 
     monkeypatch.setattr(nms_wrapper, 'gpu_nms', fake_gpu_nms)
+    monkeypatch.setattr(device, 'usable_gpu_count', lambda: 2)
     return calls
 
 
@@ -54,3 +55,22 @@ def test_cpu_used_when_gpu_nms_is_not_built(gpu_settings, monkeypatch):
     monkeypatch.setattr(nms_wrapper, 'gpu_nms', None)
     cfg.USE_GPU_NMS, cfg.GPU_ID = True, 0
     np.testing.assert_array_equal(nms_wrapper.nms(DETS, 0.5), [0, 2])
+
+
+def test_cpu_with_one_warning_when_the_gpu_asked_for_is_not_usable(gpu_settings, monkeypatch):
+    calls = []
+    monkeypatch.setattr(nms_wrapper, 'gpu_nms', lambda dets, thresh, device_id=0: calls.append(device_id))
+    monkeypatch.setattr(device, 'usable_gpu_count', lambda: 0)
+    monkeypatch.setattr(device, '_warned', set())
+    cfg.USE_GPU_NMS, cfg.GPU_ID = True, 0
+    with pytest.warns(UserWarning, match='NMS: GPU 0 was asked for but no CUDA devices are usable') as caught:
+        for _ in range(3):
+            np.testing.assert_array_equal(nms_wrapper.nms(DETS, 0.5), [0, 2])
+    assert len(caught) == 1 and calls == []
+
+
+def test_usable_gpu_count_matches_the_build():
+    count = device.usable_gpu_count()
+    assert isinstance(count, int) and count >= 0
+    if nms_wrapper.gpu_nms is None:
+        assert count == 0

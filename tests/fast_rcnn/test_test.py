@@ -93,9 +93,15 @@ class _StubImdb:
         self.num_images = len(image_paths)
         self._paths = image_paths
         self.evaluated = None
+        self.checked = False
 
     def image_path_at(self, i):
         return self._paths[i]
+
+    def gt_roidb(self):
+        """test_net parses the annotations (training rules) before any detection."""
+        self.checked = True
+        return []
 
     def evaluate_detections(self, all_boxes, output_dir):
         self.evaluated = (all_boxes, output_dir)
@@ -125,7 +131,7 @@ def test_test_net_post_processing_on_a_stubbed_forward(tmp_path, monkeypatch):
     monkeypatch.setitem(cfg.TEST, 'HAS_RPN', True)
     imdb = _StubImdb(paths)
     all_boxes, mean_ap = frt.test_net(_StubNet(), imdb, max_per_image=3, thresh=0.05)
-    assert mean_ap == 0.75 and calls == [(20, 30, 3)] * 2
+    assert mean_ap == 0.75 and calls == [(20, 30, 3)] * 2 and imdb.checked
     # Class a: RoI 1 is under the threshold, 0 and 2 survive NMS; class b: RoIs 0, 1 overlap (one kept)
     # and RoI 2 passes; the cap of 3 then drops the lowest (class b, 0.06).
     for i in range(2):

@@ -6,6 +6,7 @@ synthetic proposals (jittered ground truth and random boxes), as alt-opt stage 2
 
 import glob
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -234,3 +235,148 @@ def test_non_finite_weights_are_never_snapshot(setup):
                        match="non-finite weights in layer 'fc6' at iteration 0"):
         sw.snapshot()
     assert glob.glob(osp.join(out_d, '**', '*.caffemodel'), recursive=True) == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Faults: torn / missing sidecars, bad solver states and models, stop signals.
+# ---------------------------------------------------------------------------------------------------------
+
+def _copy_state(setup, dst):
+    """A copy of run A's training state (its solver states name run A's training models, which stay)."""
+    import shutil
+    shutil.copytree(osp.join(setup['out_a'], frtrain.TRAIN_STATE_DIR), osp.join(dst, frtrain.TRAIN_STATE_DIR))
+    return osp.join(dst, frtrain.TRAIN_STATE_DIR)
+
+
+def _assert_same_params(model_a, model_b, prototxt):
+    params_a, params_b = _params(prototxt, model_a), _params(prototxt, model_b)
+    assert list(params_a) == list(params_b)
+    for name in params_a:
+        for a, b in zip(params_a[name], params_b[name]):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize('damage', ['torn', 'missing', 'other_iteration'])
+def test_a_damaged_sidecar_falls_back_to_the_newest_complete_snapshot(setup, capsys, damage):
+    _configure()
+    out_e = str(setup['work'] / f'e_{damage}')
+    state_dir = _copy_state(setup, out_e)
+    sidecar = _state(out_e, MAX_ITERS, '.json')
+    if damage == 'torn':
+        with open(sidecar, 'r+b') as f:
+            f.truncate(os.path.getsize(sidecar) // 2)
+    elif damage == 'missing':
+        os.remove(sidecar)
+    else:
+        with open(_state(out_e, SNAPSHOT_ITERS, '.json'), 'rb') as src, open(sidecar, 'wb') as dst:
+            dst.write(src.read())
+    paths = frtrain.train_net(setup['solver'], _roidb(setup['rpn_file']), out_e, max_iters=MAX_ITERS,
+                              resume=_state(out_e, MAX_ITERS, '.solverstate'))
+    printed = capsys.readouterr().out
+    assert f'falling back to the newest complete snapshot {osp.join(state_dir, "")}' in printed
+    assert f'(iteration {SNAPSHOT_ITERS})' in printed
+    # ... and continued from there to the same result as the uninterrupted run.
+    assert osp.basename(paths[-1]) == f'tiny_fast_rcnn_iter_{MAX_ITERS}.caffemodel'
+    _assert_same_params(setup['paths'][-1], paths[-1], str(setup['work'] / 'train.pt'))
+
+
+def test_no_complete_snapshot_left_is_an_error(setup):
+    _configure()
+    out_f = str(setup['work'] / 'f')
+    _copy_state(setup, out_f)
+    for iteration in (SNAPSHOT_ITERS, MAX_ITERS):
+        os.remove(_state(out_f, iteration, '.json'))
+    with pytest.raises(FileNotFoundError, match='is missing, and no complete snapshot is left in'):
+        frtrain.train_net(setup['solver'], _roidb(setup['rpn_file']), out_f, max_iters=MAX_ITERS,
+                          resume=_state(out_f, MAX_ITERS, '.solverstate'))
+
+
+def test_a_resume_never_rewrites_the_snapshot_it_resumed_from(setup):
+    _configure()
+    out_g = str(setup['work'] / 'g')
+    _copy_state(setup, out_g)
+    files = sorted(glob.glob(osp.join(out_g, frtrain.TRAIN_STATE_DIR, f'*_iter_{MAX_ITERS}.*')))
+    before = {path: (os.stat(path).st_mtime_ns, open(path, 'rb').read()) for path in files}
+    paths = frtrain.train_net(setup['solver'], _roidb(setup['rpn_file']), out_g, max_iters=MAX_ITERS,
+                              resume=_state(out_g, MAX_ITERS, '.solverstate'))
+    assert paths == setup['paths']  # nothing trained, nothing written: the resumed-from run's models
+    assert {path: (os.stat(path).st_mtime_ns, open(path, 'rb').read()) for path in files} == before
+    assert glob.glob(osp.join(out_g, '*.caffemodel')) == []
+
+
+def test_bad_solver_states_are_refused_before_anything_is_restored(setup):
+    from fast_rcnn.weights import WeightsError
+    from caffe.proto import caffe_pb2
+    _configure()
+    out_h = str(setup['work'] / 'h')
+    _copy_state(setup, out_h)
+    state_path = _state(out_h, MAX_ITERS, '.solverstate')
+    with open(state_path, 'rb') as f:
+        data = f.read()
+    with open(state_path, 'wb') as f:
+        f.write(data[:len(data) // 3])
+    with pytest.raises(WeightsError, match=f'solver state {state_path}: cannot be parsed'):
+        frtrain.train_net(setup['solver'], _roidb(setup['rpn_file']), out_h, max_iters=MAX_ITERS,
+                          resume=state_path)
+    # A state of another net: one history blob fewer.
+    state = caffe_pb2.SolverState()
+    state.ParseFromString(data)
+    del state.history[-1]
+    with open(state_path, 'wb') as f:
+        f.write(state.SerializeToString())
+    with pytest.raises(WeightsError, match='history blobs, the net\'s SGD solver needs'):
+        frtrain.train_net(setup['solver'], _roidb(setup['rpn_file']), out_h, max_iters=MAX_ITERS,
+                          resume=state_path)
+    empty = str(setup['work'] / 'empty.caffemodel')
+    open(empty, 'wb').close()
+    with pytest.raises(WeightsError, match=f'pretrained model {empty}: the file is empty'):
+        frtrain.train_net(setup['solver'], _roidb(setup['rpn_file']), out_h, max_iters=MAX_ITERS,
+                          pretrained_model=empty)
+    assert glob.glob(osp.join(out_h, frtrain.TRAIN_STATE_DIR, '.snapshot-*')) == []  # scratch cleaned
+
+
+def test_an_empty_training_roidb_says_why():
+    entry = {'max_overlaps': np.array([0.0, 0.0]), 'gt_classes': np.zeros(2, np.int32)}
+    saved = (cfg.TRAIN.BG_THRESH_LO, cfg.TRAIN.BG_THRESH_HI)
+    cfg.TRAIN.BG_THRESH_LO, cfg.TRAIN.BG_THRESH_HI = 0.1, 0.5
+    try:
+        with pytest.raises(frtrain.EmptyRoidbError, match='all 2 training roidb entries were filtered out.*'
+                                                          'no objects: check the annotations'):
+            frtrain.filter_roidb([entry, entry])
+        with pytest.raises(frtrain.EmptyRoidbError, match='the image set lists no images'):
+            frtrain.filter_roidb([])
+    finally:
+        cfg.TRAIN.BG_THRESH_LO, cfg.TRAIN.BG_THRESH_HI = saved
+
+
+def test_a_stop_signal_snapshots_and_raises(setup):
+    import signal
+    _configure()
+    out_i = str(setup['work'] / 'i')
+    sw = frtrain.SolverWrapper(setup['solver'], _roidb(setup['rpn_file']), out_i,
+                               pretrained_model=setup['init'])
+    step = sw.solver.step
+
+    def step_then_signal(n):  # the signal arrives during iteration 1
+        step(n)
+        if sw.solver.iter == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    sw.solver = _SolverProxy(sw.solver, step_then_signal)
+    with pytest.raises(frtrain.TrainingInterrupted) as info:
+        sw.train_model(MAX_ITERS)
+    sw.close()
+    assert info.value.signum == signal.SIGTERM and info.value.iteration == 2
+    assert info.value.solverstate == _state(out_i, 2, '.solverstate')
+    assert frtrain.read_sidecar(_state(out_i, 2, '.json'), 2)[0] is not None
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone again
+
+
+class _SolverProxy:
+    """A solver whose ``step`` is replaced (pycaffe objects take no new attributes)."""
+
+    def __init__(self, solver, step):
+        self._solver, self.step = solver, step
+
+    def __getattr__(self, name):
+        return getattr(self._solver, name)

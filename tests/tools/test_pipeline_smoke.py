@@ -67,8 +67,14 @@ def test_missing_imagenet_model_stops_at_once(tmp_path, run_in_repo):
 
 
 def test_missing_dataset_stops_at_once(tmp_path, run_in_repo):
-    weights = tmp_path / 'some.caffemodel'
-    weights.write_bytes(b'')
+    from caffe.proto import caffe_pb2
+    model = caffe_pb2.NetParameter()
+    layer = model.layer.add()
+    layer.name = 'conv1'
+    layer.blobs.add().shape.dim.extend([2])
+    layer.blobs[0].data.extend([0.0, 0.0])
+    weights = tmp_path / 'some.caffemodel'  # a valid caffemodel: the dataset is what is missing
+    weights.write_bytes(model.SerializeToString())
     proc = run_in_repo([sys.executable, 'tools/train_net.py', '--cpu', '--solver',
                  'models/synth/TINY/faster_rcnn_end2end/solver.prototxt', '--weights', str(weights),
                  '--imdb', 'voc_2007_trainval', '--set', 'DATA_DIR', str(tmp_path)], timeout=120)

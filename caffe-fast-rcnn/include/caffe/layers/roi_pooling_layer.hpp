@@ -56,8 +56,9 @@ class ROIPoolingLayer : public Layer<Dtype> {
       const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom);
 
   /// CHECK-fails naming the roi when a batch index is not an integer in
-  /// [0, N): the kernels index the feature map with it.
-  void CheckRoiBatchIndices(const Blob<Dtype>& rois) const;
+  /// [0, N) (the kernels index the feature map with it), or a coordinate is
+  /// not finite or too large for an int once scaled (it is rounded to one).
+  void CheckRois(const Blob<Dtype>& rois) const;
 
   int num_images_;
   int channels_;

@@ -8,6 +8,10 @@
 
 namespace caffe {
 
+// Largest |coordinate * spatial_scale| accepted: far beyond any feature map,
+// well inside int (the pooling rounds scaled coordinates to int).
+static const int kMaxScaledCoordinate = 1 << 24;
+
 template <typename Dtype>
 void ROIPoolingLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
       const vector<Blob<Dtype>*>& top) {
@@ -44,10 +48,12 @@ void ROIPoolingLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
 }
 
 template <typename Dtype>
-void ROIPoolingLayer<Dtype>::CheckRoiBatchIndices(
-    const Blob<Dtype>& rois) const {
-  const Dtype* data = rois.cpu_data();
+void ROIPoolingLayer<Dtype>::CheckRois(const Blob<Dtype>& rois) const {
   const int num_rois = rois.shape(0);
+  if (num_rois == 0) {  // an empty blob may hold no memory at all
+    return;
+  }
+  const Dtype* data = rois.cpu_data();
   for (int n = 0; n < num_rois; ++n) {
     const Dtype b = data[n * 5];
     // Written so that NaN fails too.
@@ -56,18 +62,31 @@ void ROIPoolingLayer<Dtype>::CheckRoiBatchIndices(
         << " has batch index " << b << ", which is not an image of the "
         << num_images_ << "-image feature batch (valid: integers 0.."
         << num_images_ - 1 << "); check the rois blob's first column";
+    for (int k = 1; k < 5; ++k) {
+      const Dtype v = data[n * 5 + k] * spatial_scale_;
+      // Written so that NaN fails too; the bound keeps round() in int range.
+      CHECK(std::abs(v) <= Dtype(kMaxScaledCoordinate))
+          << "ROIPooling layer '" << this->layer_param_.name() << "': roi "
+          << n << " has coordinate " << k << " = " << data[n * 5 + k]
+          << ", which is not finite or too large (scaled by "
+          << spatial_scale_ << " it must lie within +-" << kMaxScaledCoordinate
+          << "); check the rois blob (NaN boxes upstream?)";
+    }
   }
 }
 
 template <typename Dtype>
 void ROIPoolingLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
       const vector<Blob<Dtype>*>& top) {
+  const int num_rois = bottom[1]->shape(0);
+  if (num_rois == 0) {  // nothing to pool (an empty blob may hold no memory)
+    return;
+  }
   const Dtype* bottom_data = bottom[0]->cpu_data();
   const Dtype* rois = bottom[1]->cpu_data();
-  const int num_rois = bottom[1]->shape(0);
   Dtype* top_data = top[0]->mutable_cpu_data();
   int* argmax = max_idx_.mutable_cpu_data();
-  CheckRoiBatchIndices(*bottom[1]);
+  CheckRois(*bottom[1]);
 
   for (int n = 0; n < num_rois; ++n, rois += 5) {
     const int batch = static_cast<int>(rois[0]);
@@ -124,12 +143,15 @@ void ROIPoolingLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   if (!propagate_down[0]) {
     return;
   }
-  const Dtype* top_diff = top[0]->cpu_diff();
-  const Dtype* rois = bottom[1]->cpu_data();
-  const int* argmax = max_idx_.cpu_data();
   Dtype* bottom_diff = bottom[0]->mutable_cpu_diff();
   caffe_set(bottom[0]->count(), Dtype(0), bottom_diff);
   const int num_rois = bottom[1]->shape(0);
+  if (num_rois == 0) {  // no rois: zero gradient (top holds no memory)
+    return;
+  }
+  const Dtype* top_diff = top[0]->cpu_diff();
+  const Dtype* rois = bottom[1]->cpu_data();
+  const int* argmax = max_idx_.cpu_data();
   const int bins = pooled_height_ * pooled_width_;
   for (int n = 0; n < num_rois; ++n) {
     const int batch = static_cast<int>(rois[n * 5]);

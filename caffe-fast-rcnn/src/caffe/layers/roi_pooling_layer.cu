@@ -74,8 +74,11 @@ void ROIPoolingLayer<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom,
       const vector<Blob<Dtype>*>& top) {
   // Validated on the host (rois are R x 5, a small copy): a kernel cannot
   // report a bad batch index, it would read out of bounds.
-  CheckRoiBatchIndices(*bottom[1]);
+  CheckRois(*bottom[1]);
   const int count = top[0]->count();
+  if (count == 0) {  // no rois: a zero-block launch is an error
+    return;
+  }
   // NOLINT_NEXT_LINE(whitespace/operators)
   ROIPoolForward<Dtype><<<CAFFE_GET_BLOCKS(count), CAFFE_CUDA_NUM_THREADS>>>(
       count, bottom[0]->gpu_data(), spatial_scale_, channels_, height_,
@@ -142,6 +145,10 @@ void ROIPoolingLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
     return;
   }
   const int count = bottom[0]->count();
+  if (bottom[1]->shape(0) == 0) {  // no rois: no gradient
+    caffe_gpu_set(count, Dtype(0), bottom[0]->mutable_gpu_diff());
+    return;
+  }
   // NOLINT_NEXT_LINE(whitespace/operators)
   ROIPoolBackward<Dtype><<<CAFFE_GET_BLOCKS(count), CAFFE_CUDA_NUM_THREADS>>>(
       count, top[0]->gpu_diff(), max_idx_.gpu_data(), bottom[1]->shape(0),

@@ -43,6 +43,10 @@ template <typename Dtype>
 void SmoothL1LossLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
     const vector<Blob<Dtype>*>& top) {
   const int count = bottom[0]->count();
+  if (count == 0) {  // no rows (e.g. no rois): zero loss; empty blobs hold no memory
+    top[0]->mutable_cpu_data()[0] = 0;
+    return;
+  }
   Dtype* d = diff_.mutable_cpu_data();
   Dtype* errors = errors_.mutable_cpu_data();
   caffe_sub(count, bottom[0]->cpu_data(), bottom[1]->cpu_data(), d);
@@ -72,6 +76,9 @@ void SmoothL1LossLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
     return;
   }
   const int count = bottom[0]->count();
+  if (count == 0) {  // no rows: the (empty) bottom diffs need no writing
+    return;
+  }
   const Dtype* d = diff_.cpu_data();
   Dtype* grad = diff_.mutable_cpu_diff();
   const Dtype transition = Dtype(1) / sigma2_;

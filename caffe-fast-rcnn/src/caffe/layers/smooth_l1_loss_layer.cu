@@ -35,6 +35,10 @@ template <typename Dtype>
 void SmoothL1LossLayer<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom,
     const vector<Blob<Dtype>*>& top) {
   const int count = bottom[0]->count();
+  if (count == 0) {  // no rows: zero loss, and a zero-block launch is an error
+    top[0]->mutable_cpu_data()[0] = 0;
+    return;
+  }
   Dtype* d = diff_.mutable_gpu_data();
   caffe_gpu_sub(count, bottom[0]->gpu_data(), bottom[1]->gpu_data(), d);
   if (has_weights_) {
@@ -58,6 +62,9 @@ void SmoothL1LossLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
     return;
   }
   const int count = bottom[0]->count();
+  if (count == 0) {  // no rows: the (empty) bottom diffs need no writing
+    return;
+  }
   Dtype* grad = diff_.mutable_gpu_diff();
   // NOLINT_NEXT_LINE(whitespace/operators)
   SmoothL1Backward<Dtype><<<CAFFE_GET_BLOCKS(count), CAFFE_CUDA_NUM_THREADS>>>(

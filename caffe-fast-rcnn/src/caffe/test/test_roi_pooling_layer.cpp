@@ -1,3 +1,4 @@
+#include <limits>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -215,6 +216,53 @@ TYPED_TEST(ROIPoolingLayerTest, TestBadBatchIndexDies) {
     EXPECT_DEATH(layer.Forward(this->bottom_, this->top_vec_),
         "roi 0 has batch index .* integers 0..1");
   }
+}
+
+TYPED_TEST(ROIPoolingLayerTest, TestNonFiniteRoiDies) {
+  typedef typename TypeParam::Dtype Dtype;
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  const LayerParameter param = this->Param(2, 2, 1);
+  const Dtype nan = std::numeric_limits<Dtype>::quiet_NaN();
+  const Dtype inf = std::numeric_limits<Dtype>::infinity();
+  for (const Dtype bad : {nan, inf, -inf, Dtype(1e30)}) {
+    for (int k = 1; k < 5; ++k) {
+      vector<Dtype> roi({0, 0, 0, 1, 1});
+      roi[k] = bad;
+      this->SetRois(vector<vector<Dtype> >(1, roi));
+      ROIPoolingLayer<Dtype> layer(param);
+      layer.SetUp(this->bottom_, this->top_vec_);
+      EXPECT_DEATH(layer.Forward(this->bottom_, this->top_vec_),
+          "roi 0 has coordinate .* not finite or too large");
+    }
+  }
+}
+
+// No rois (a batch whose proposals were all filtered): an empty top, and a
+// zero gradient over the whole feature map, on both devices.
+TYPED_TEST(ROIPoolingLayerTest, TestZeroRois) {
+  typedef typename TypeParam::Dtype Dtype;
+  this->SetRois(vector<vector<Dtype> >());
+  ROIPoolingLayer<Dtype> layer(this->Param(3, 2, 1));
+  layer.SetUp(this->bottom_, this->top_vec_);
+  EXPECT_EQ(0, this->top_->shape(0));
+  EXPECT_EQ(2, this->top_->shape(1));
+  EXPECT_EQ(3, this->top_->shape(2));
+  EXPECT_EQ(2, this->top_->shape(3));
+  layer.Forward(this->bottom_, this->top_vec_);
+  EXPECT_EQ(0, this->top_->count());
+  caffe_set(this->features_->count(), Dtype(7),
+      this->features_->mutable_cpu_diff());
+  vector<bool> propagate_down(2, false);
+  propagate_down[0] = true;
+  layer.Backward(this->top_vec_, propagate_down, this->bottom_);
+  for (int i = 0; i < this->features_->count(); ++i) {
+    EXPECT_EQ(0, this->features_->cpu_diff()[i]) << "feature element " << i;
+  }
+  // The same layer then pools a real roi as usual.
+  this->SetRois(vector<vector<Dtype> >(1, vector<Dtype>({0, 0, 0, 4, 3})));
+  layer.Reshape(this->bottom_, this->top_vec_);
+  layer.Forward(this->bottom_, this->top_vec_);
+  EXPECT_EQ(12, this->top_->count());
 }
 
 TYPED_TEST(ROIPoolingLayerTest, TestGradient) {

@@ -147,6 +147,29 @@ TYPED_TEST(SmoothL1LossLayerTest, TestThreeBottomsRejected) {
 // Numerical gradients of prediction and target on random data, for both
 // sigmas, with random non-negative weights (the loss is C1 at the transition,
 // so finite differences hold everywhere).
+// No rows (no rois in the batch): loss 0, not 0 / 0, and nothing written.
+TYPED_TEST(SmoothL1LossLayerTest, TestZeroRows) {
+  typedef typename TypeParam::Dtype Dtype;
+  for (const bool with_weights : {false, true}) {
+    Blob<Dtype> prediction(0, 8, 1, 1), target(0, 8, 1, 1);
+    Blob<Dtype> inside(0, 8, 1, 1), outside(0, 8, 1, 1);
+    vector<Blob<Dtype>*> bottom;
+    bottom.push_back(&prediction);
+    bottom.push_back(&target);
+    if (with_weights) {
+      bottom.push_back(&inside);
+      bottom.push_back(&outside);
+    }
+    SmoothL1LossLayer<Dtype> layer(this->Param(3, 1));
+    layer.SetUp(bottom, this->top_);
+    const Dtype loss = layer.Forward(bottom, this->top_);
+    EXPECT_EQ(Dtype(0), loss);
+    EXPECT_EQ(Dtype(0), this->loss_->cpu_data()[0]);
+    layer.Backward(this->top_, vector<bool>(bottom.size(), true), bottom);
+    EXPECT_EQ(0, prediction.count());
+  }
+}
+
 TYPED_TEST(SmoothL1LossLayerTest, TestGradient) {
   typedef typename TypeParam::Dtype Dtype;
   for (const float sigma : {1.f, 3.f}) {
