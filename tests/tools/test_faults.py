@@ -258,8 +258,8 @@ def test_sigterm_to_the_alt_opt_driver_stops_its_stage(init_model, exp_dir):
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 128 + signal.SIGTERM, out[-2000:] + err[-2000:]
-    assert re.search(r'^error: \[Stage 1 RPN, init from the initial model\] SIGTERM received: stopped in '
-                     r'this stage \(SIGTERM received: training stopped after iteration \d+; '
+    assert re.search(r'^error: \[Step 1: stage-1 RPN, init from the initial model\] SIGTERM received: '
+                     r'stopped in this stage \(SIGTERM received: training stopped after iteration \d+; '
                      r'snapshot .*\.solverstate\)', err, re.M), err
     assert 'generate proposals' not in out
     state_dir = osp.join(ROOT, 'output', exp, 'synth_mini_trainval', 'train_state')
