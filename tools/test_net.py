@@ -9,8 +9,8 @@ import os.path as osp
 import pprint
 
 import _init_paths  # noqa: F401
-from _common import add_common_args, add_net_args, apply_config, init_caffe, open_test_net, require_imdb, \
-    require_net_files
+from _common import add_backend_arg, add_common_args, add_net_args, apply_config, init_caffe, open_net, \
+    require_imdb, require_net_files
 from fast_rcnn.config import cfg, get_output_dir
 from fast_rcnn.test import test_net
 
@@ -23,6 +23,7 @@ def parse_args(argv=None):
     parser.add_argument('--vis', action='store_true', help='write PNGs of the detections')
     parser.add_argument('--num_dets', dest='max_per_image', type=int, default=None,
                         help='max detections per image (default cfg.TEST.MAX_PER_IMAGE)')
+    add_backend_arg(parser)
     add_common_args(parser)
     return parser.parse_args(argv)
 
@@ -40,8 +41,7 @@ def main(argv=None):
     pprint.pprint(cfg)
     init_caffe()
     proto_dir = osp.join(get_output_dir(imdb.name), 'prototxt')
-    net = open_test_net(args.prototxt, args.caffemodel, imdb.num_classes, proto_dir, prefix='test_')
-    net.name = osp.splitext(osp.basename(args.caffemodel))[0]
+    net = open_net(args, imdb.num_classes, proto_dir, prefix='test_')
     max_per_image = cfg.TEST.MAX_PER_IMAGE if args.max_per_image is None else args.max_per_image
     _, mean_ap = test_net(net, imdb, max_per_image=max_per_image, thresh=cfg.TEST.SCORE_THRESH, vis=args.vis)
     print(f'mAP = {mean_ap:.4f}', flush=True)
