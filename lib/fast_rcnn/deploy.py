@@ -41,7 +41,8 @@ from google.protobuf import text_format
 from caffe.proto import caffe_pb2
 from fast_rcnn.models import CLS_SCORE_LAYER, adapt_net
 from fast_rcnn.test import PROPOSAL_TOP, SEGMENTS
-from rpn.generate_anchors import generate_anchors
+from rpn.generate_anchors import generate_anchors, shifted_anchors
+from rpn.proposal import generate_proposals
 from utils.cython_bbox import bbox_overlaps
 
 # Our proposal layer, as the test prototxts name it.
@@ -625,3 +626,86 @@ def parity_summary(all_boxes_a, all_boxes_b, top_k=10, min_iou=0.99):
             bad.append(i)
     return {'images': num_images, 'images_ok': ok, 'min_iou': worst_iou, 'max_score_diff': worst_score,
             'detections_a': count_a, 'detections_b': count_b, 'bad_images': bad}
+
+
+# Two engines' box coordinates agree to this many pixels (their convs differ by ~1e-5 relative).
+BOX_TOL = 0.05
+
+
+def _find_row(box, rows, tol=BOX_TOL):
+    """Index of the first of ``rows`` (N×4) within ``tol`` of ``box`` in every coordinate, or -1."""
+    hits = np.where(np.all(np.abs(rows - box) <= tol, axis=1))[0] if len(rows) else []
+    return int(hits[0]) if len(hits) else -1
+
+
+def _max_iou(box, rows):
+    """Largest pixel-inclusive IoU of ``box`` (4) with ``rows`` (N×4); 0 for no rows."""
+    if not len(rows):
+        return 0.0
+    return float(bbox_overlaps(np.asarray(box, np.float64)[np.newaxis], np.asarray(rows, np.float64)).max())
+
+
+def compare_proposals(rois_a, scores_a, rois_b, nms_thresh):
+    """Compare two engines' proposals of one image and explain where their orders part.
+
+    ``rois_a`` / ``rois_b``: R×4 boxes in rank order (A: our Caffe, B: OpenCV); ``scores_a``: A's objectness
+    of its proposals. Returns a dict: ``count_a``, ``count_b``; ``same_prefix`` (leading rows equal within
+    BOX_TOL); ``same_rank`` (rows equal at the same rank); ``in_both`` (rows of A found anywhere in B); ``cause`` of the first divergence: 'none',
+    'score tie' (the two boxes at that rank swap places: ``gap`` is |difference of A's scores|), 'nms tie'
+    (a box one engine suppressed: ``gap`` is |its largest IoU with the boxes ranked before it − the NMS
+    threshold|), or 'other'.
+    """
+    rois_a, rois_b = np.asarray(rois_a, np.float64), np.asarray(rois_b, np.float64)
+    n = min(len(rois_a), len(rois_b))
+    equal = np.all(np.abs(rois_a[:n] - rois_b[:n]) <= BOX_TOL, axis=1)
+    prefix = int(np.argmin(equal)) if not equal.all() else n
+    in_both = sum(_find_row(box, rois_b) >= 0 for box in rois_a)
+    out = {'count_a': len(rois_a), 'count_b': len(rois_b), 'same_prefix': prefix, 'same_rank': int(equal.sum()),
+           'in_both': int(in_both),
+           'cause': 'none', 'gap': 0.0}
+    if prefix == n:
+        return out
+    box_a, box_b = rois_a[prefix], rois_b[prefix]
+    j = _find_row(box_b, rois_a)
+    if j >= 0:
+        out.update(cause='score tie', gap=abs(float(scores_a[prefix] - scores_a[j])))
+        if j < prefix:
+            out['cause'] = 'other'
+        return out
+    # B kept a box that A never returned: A suppressed it (or cut it before NMS); or the other way round.
+    iou_b = _max_iou(box_b, rois_a[:prefix])
+    iou_a = _max_iou(box_a, rois_b[:prefix])
+    gap = min(abs(iou_b - nms_thresh), abs(iou_a - nms_thresh))
+    out.update(cause='nms tie' if gap < 0.01 else 'other', gap=gap)
+    return out
+
+
+def caffe_proposal_scores(net, settings, im_info):
+    """Our proposals and their objectness from a pycaffe net's RPN blobs: what our proposal layer computes
+    with ``settings`` (min size included, scaled by im_info[2]) for ``im_info`` = (height, width, scale).
+    Returns ``(boxes R×4, scores R)``."""
+    im_height, im_width, im_scale = (float(v) for v in np.asarray(im_info).ravel()[:3])
+    prob, deltas = net.blobs['rpn_cls_prob_reshape'].data, net.blobs['rpn_bbox_pred'].data
+    anchors = generate_anchors(settings.base_size, settings.ratios, settings.scales)
+    height, width = prob.shape[2:]
+    return generate_proposals(
+        shifted_anchors(anchors, height, width, settings.feat_stride),
+        deltas.transpose(0, 2, 3, 1).reshape(-1, 4),
+        prob[:, len(anchors):].transpose(0, 2, 3, 1).reshape(-1), im_height, im_width, settings.min_size * im_scale,
+        settings.pre_nms_top_n, settings.post_nms_top_n, settings.nms_thresh)
+
+
+def paired_rows(rois_a, rois_b, spatial_scale):
+    """Pairs of rows (any rank) where two engines' RoIs (R×4 or R×5) agree within BOX_TOL and round to the
+    same RoI-pooling grid cells (``round(x · spatial_scale)``), so both pool the same features.
+
+    Returns ``(rows_a, rows_b)``, two int arrays; each row of A pairs with the first such row of B.
+    """
+    a, b = np.asarray(rois_a, np.float64)[:, -4:], np.asarray(rois_b, np.float64)[:, -4:]
+    rows_a, rows_b = [], []
+    for i, box in enumerate(a):
+        j = _find_row(box, b)
+        if j >= 0 and np.array_equal(np.round(box * spatial_scale), np.round(b[j] * spatial_scale)):
+            rows_a.append(i)
+            rows_b.append(j)
+    return np.array(rows_a, dtype=np.int64), np.array(rows_b, dtype=np.int64)
