@@ -50,7 +50,8 @@ def parse_args(argv=None):
     parser.add_argument('--runs', type=int, default=1, help='timed passes per engine after a warm-up [1]')
     parser.add_argument('--threads', type=int, default=len(os.sched_getaffinity(0)),
                         help='threads of both engines [the CPUs available]')
-    parser.add_argument('--ghz', type=float, default=None, help='clock for the peak [cpu MHz of /proc/cpuinfo]')
+    parser.add_argument('--ghz', type=float, default=None,
+                        help='clock for the peak [cpu MHz of /proc/cpuinfo]')
     parser.add_argument('--flops-per-cycle', type=float, default=None,
                         help='FP32 FLOPs per cycle and core for the peak [from the CPU, see flops_per_cycle]')
     parser.add_argument('--out-dir', default=osp.join(ROOT, 'output', 'bench_inference'),
@@ -180,10 +181,12 @@ def main(argv=None):
     gemm = 2 * 2048 ** 3 / (time.perf_counter() - start) / 1e9
     print(f'CPU: {model} ({vendor} family {family:#x}); {args.threads} threads; OpenCV {cv2.__version__}, '
           f'numpy {np.__version__}')
-    print(f'Peak FP32: {args.threads} threads x {ghz:.3f} GHz x {per_cycle:g} FLOP/cycle = {peak:.1f} GFLOP/s '
+    print(f'Peak FP32: {args.threads} threads x {ghz:.3f} GHz x {per_cycle:g} FLOP/cycle = {peak:.1f} '
+          f'GFLOP/s '
           f'({why}; clock: {"--ghz" if args.ghz else "cpu MHz in /proc/cpuinfo"})')
     print(f'numpy float32 2048^3 matrix product: {gemm:.1f} GFLOP/s ({100 * gemm / peak:.0f} % of peak)')
-    print(f'Input {INPUT_HW[0]}x{INPUT_HW[1]}, {args.runs} timed run(s) after a warm-up, times in ms per image\n')
+    print(f'Input {INPUT_HW[0]}x{INPUT_HW[1]}, {args.runs} timed run(s) after a warm-up, times in ms per '
+          f'image\n')
     header = (f'{"net":6} {"engine":7} {"conv+RPN":>9} {"proposal":>9} {"region":>8} {"total":>8} '
               f'{"RoIs":>5} {"GMAC conv":>10} {"GMAC reg":>9} {"GFLOP/s conv":>13} {"GFLOP/s reg":>12} '
               f'{"% peak":>7}')
@@ -198,12 +201,14 @@ def main(argv=None):
             rate_region = 2 * region_macs / row['region-wise'] / 1e9
             rate_all = 2 * (conv_macs + region_macs) / total / 1e9
             print(f'{arch:6} {engine:7} {1e3 * row["conv+RPN"]:9.1f} {1e3 * row["proposal"]:9.1f} '
-                  f'{1e3 * row["region-wise"]:8.1f} {1e3 * total:8.1f} {row["rois"]:5d} {conv_macs / 1e9:10.2f} '
-                  f'{region_macs / 1e9:9.2f} {rate_conv:13.1f} {rate_region:12.1f} {100 * rate_all / peak:7.1f}')
+                  f'{1e3 * row["region-wise"]:8.1f} {1e3 * total:8.1f} {row["rois"]:5d} '
+                  f'{conv_macs / 1e9:10.2f} {region_macs / 1e9:9.2f} {rate_conv:13.1f} {rate_region:12.1f} '
+                  f'{100 * rate_all / peak:7.1f}')
         ratio = {s: rows['opencv'][s] / rows['caffe'][s] for s in frt.SEGMENTS}
-        total_ratio = sum(rows['opencv'][s] for s in frt.SEGMENTS) / sum(rows['caffe'][s] for s in frt.SEGMENTS)
-        print(f'{arch:6} {"ratio":7} {ratio["conv+RPN"]:9.2f} {ratio["proposal"]:9.2f} {ratio["region-wise"]:8.2f} '
-              f'{total_ratio:8.2f}   (OpenCV time / our Caffe time)')
+        totals = {engine: sum(rows[engine][s] for s in frt.SEGMENTS) for engine in rows}
+        print(f'{arch:6} {"ratio":7} {ratio["conv+RPN"]:9.2f} {ratio["proposal"]:9.2f} '
+              f'{ratio["region-wise"]:8.2f} {totals["opencv"] / totals["caffe"]:8.2f}   '
+              f'(OpenCV time / our Caffe time)')
         sys.stdout.flush()
 
 

@@ -27,8 +27,8 @@ import numpy as np
 
 import _init_paths  # noqa: F401
 import caffe
-from _common import add_common_args, adapt_to_imdb, apply_config, fail, init_caffe, require_file, require_imdb, \
-    require_weights
+from _common import add_common_args, adapt_to_imdb, apply_config, fail, init_caffe, require_file, \
+    require_imdb, require_weights
 from fast_rcnn import deploy
 from fast_rcnn.config import cfg, get_output_dir
 from fast_rcnn.test import PROPOSAL_TOP, ROI_POOLING_TYPE, get_image_blob, im_detect, test_net
@@ -43,9 +43,9 @@ def parse_args(argv=None):
     weights.add_argument('--net', dest='caffemodel', help='model weights')
     weights.add_argument('--random-seed', type=int, help='seeded He-random weights instead of a model')
     parser.add_argument('--unit-input', action='store_true',
-                        help='with --random-seed: divide the first conv\'s weights by the first image\'s blob '
-                             'standard deviation (He init assumes unit-variance inputs; without it, random nets '
-                             'saturate the objectness softmax and many anchors tie at exactly 1)')
+                        help='with --random-seed: divide the first conv\'s weights by the first image\'s '
+                             'blob standard deviation (He init assumes unit-variance inputs; without it, '
+                             'random nets saturate the objectness softmax: many anchors tie at exactly 1)')
     parser.add_argument('--imdb', dest='imdb_name', required=True, help='images and class list')
     parser.add_argument('--num-images', type=int, default=3, help='images compared blob by blob [3]')
     parser.add_argument('--eval', action='store_true', help='also test the whole imdb on both engines')
@@ -75,9 +75,11 @@ def main(argv=None):
         he_init(net, np.random.default_rng(args.random_seed))
         if args.unit_input:
             data, _ = get_image_blob(cv2.imread(imdb.image_path_at(0)), cfg.TEST.SCALES, cfg.TEST.MAX_SIZE)
-            first = next(name for name, layer in zip(net._layer_names, net.layers) if layer.type == 'Convolution')
+            first = next(name for name, layer in zip(net._layer_names, net.layers)
+                         if layer.type == 'Convolution')
             net.params[first][0].data[...] /= float(data.std())
-        stem = f'{osp.splitext(osp.basename(args.prototxt))[0]}_he_{args.random_seed}{"_unit" if args.unit_input else ""}'
+        stem = f'{osp.splitext(osp.basename(args.prototxt))[0]}_he_{args.random_seed}'
+        stem += '_unit' if args.unit_input else ''
         weights = osp.join(out_dir, stem + '.caffemodel')
         net.save(weights)
     else:
@@ -120,7 +122,8 @@ def compare_image(net, cv_net, path, settings, spatial_scale):
             if len(rows_a) else float('nan') for blob in deploy.HEAD_BLOBS}
     rpn = {blob: float(np.abs(net.blobs[blob].data - cv_rpn).max())
            for blob, cv_rpn in rpn_blobs(cv_net, net.blobs['data'].data, net.blobs['im_info'].data).items()}
-    result = dict(prop, image=osp.basename(path), pooled_same=len(rows_a), head_max_diff=head, rpn_max_diff=rpn)
+    result = dict(prop, image=osp.basename(path), pooled_same=len(rows_a), head_max_diff=head,
+                  rpn_max_diff=rpn)
     print(f'{result["image"]} {tuple(net.blobs["data"].data.shape[2:])}: proposals {prop["count_a"]} / '
           f'{prop["count_b"]}, same order for the first {prop["same_prefix"]}, at the same rank '
           f'{prop["same_rank"]}, {prop["in_both"]} in both; {prop["tied_anchors"]} of the top '
@@ -152,8 +155,9 @@ def rpn_blobs(cv_net, data, im_info):
 
 def evaluate(net, cv_net, imdb):
     """Both engines through test_net on the whole imdb: mAPs and the per-image top-10 agreement."""
-    boxes_a, map_a = test_net(net, imdb, max_per_image=cfg.TEST.MAX_PER_IMAGE, thresh=cfg.TEST.SCORE_THRESH)
-    boxes_b, map_b = test_net(cv_net, imdb, max_per_image=cfg.TEST.MAX_PER_IMAGE, thresh=cfg.TEST.SCORE_THRESH)
+    max_per_image, thresh = cfg.TEST.MAX_PER_IMAGE, cfg.TEST.SCORE_THRESH
+    boxes_a, map_a = test_net(net, imdb, max_per_image=max_per_image, thresh=thresh)
+    boxes_b, map_b = test_net(cv_net, imdb, max_per_image=max_per_image, thresh=thresh)
     parity = deploy.parity_summary(boxes_a, boxes_b)
     print(f'mAP caffe {map_a:.4f}, opencv {map_b:.4f}, difference {map_b - map_a:+.4f}; images whose top-10 '
           f'detections all match with IoU >= 0.99: {parity["images_ok"]}/{parity["images"]} (lowest IoU '

@@ -62,7 +62,8 @@ def main(argv=None):
         shape = full.params[name][0].data.shape
         if rank >= min(shape):
             fail(f'--{name}-rank {rank}: {name} of {args.caffemodel} is {shape[0]}x{shape[1]}, so a rank of '
-                 f'{min(shape)} or more saves nothing (the released 1024 / 256 are for VGG-16\'s 4096-wide fc)')
+                 f'{min(shape)} or more saves nothing (the released 1024 / 256 are for VGG-16\'s 4096-wide '
+                 f'fc)')
     compressed = caffe.Net(out_def, caffe.TEST)
     info = svd.compress_weights(full, compressed, ranks)
     compressed.save(out_net)

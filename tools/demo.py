@@ -15,8 +15,8 @@ import os.path as osp
 import cv2
 
 import _init_paths  # noqa: F401
-from _common import add_backend_arg, add_common_args, add_net_args, apply_config, fail, init_caffe, open_net, \
-    require_imdb, require_net_files
+from _common import add_backend_arg, add_common_args, add_net_args, apply_config, fail, init_caffe, \
+    open_net, require_imdb, require_net_files
 from fast_rcnn.config import cfg
 from fast_rcnn.test import draw_detections, im_detect, postprocess_detections
 from utils.timer import Timer

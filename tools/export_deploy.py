@@ -47,10 +47,11 @@ def parse_args(argv=None):
     parser.add_argument('--out', required=True, help='export directory (created)')
     parser.add_argument('--target', choices=('opencv', 'caffe'), default='opencv', help='engine [opencv]')
     parser.add_argument('--strict', action='store_true',
-                        help='refuse settings the target ignores (RPN_MIN_SIZE > 0) instead of reporting them')
+                        help='refuse settings the target ignores (RPN_MIN_SIZE > 0) instead of reporting '
+                             'them')
     parser.add_argument('--measure', metavar='IMDB', default=None,
-                        help='evaluate this imdb on our Caffe (configured settings) and on the export (OpenCV) '
-                             'and record both mAPs')
+                        help='evaluate this imdb on our Caffe (configured settings) and on the export '
+                             '(OpenCV) and record both mAPs')
     add_common_args(parser)
     return parser.parse_args(argv)
 
@@ -72,7 +73,8 @@ def main(argv=None):
         settings = deploy.proposal_settings(net_param, cfg.TEST, args.prototxt)
         refusals, reports = deploy.opencv_limitations(settings) if args.target == 'opencv' else ([], [])
         if refusals or (args.strict and reports):
-            fail(f'{args.prototxt}: OpenCV\'s Proposal layer cannot express: ' + '; '.join(refusals + reports))
+            fail(f'{args.prototxt}: OpenCV\'s Proposal layer cannot express: '
+                 + '; '.join(refusals + reports))
         text = deploy.opencv_deploy_text(net_param, settings, args.prototxt) if args.target == 'opencv' \
             else open(adapted, encoding='utf-8').read()
         outputs = deploy.opencv_output_layers(net_param, args.prototxt) if args.target == 'opencv' else None

@@ -146,13 +146,13 @@ def proposal_settings(net, test_cfg, source):
         raise ValueError(f'{where} has no feat_stride')
     for key in ('RPN_USE_NMS', 'RPN_USE_CLS', 'RPN_USE_REG'):
         if not test_cfg[key]:
-            raise ValueError(f'cfg.TEST.{key} is False: OpenCV\'s {OPENCV_PROPOSAL_TYPE} layer always ranks by '
-                             f'objectness, decodes the boxes and applies NMS; export the net without this '
-                             f'ablation')
+            raise ValueError(f'cfg.TEST.{key} is False: OpenCV\'s {OPENCV_PROPOSAL_TYPE} layer always ranks '
+                             f'by objectness, decodes the boxes and applies NMS; export the net without '
+                             f'this ablation')
     for key in ('RPN_PRE_NMS_TOP_N', 'RPN_POST_NMS_TOP_N'):
         if int(test_cfg[key]) <= 0:
-            raise ValueError(f'cfg.TEST.{key} = {test_cfg[key]}: OpenCV\'s {OPENCV_PROPOSAL_TYPE} layer needs a '
-                             f'positive count')
+            raise ValueError(f'cfg.TEST.{key} = {test_cfg[key]}: OpenCV\'s {OPENCV_PROPOSAL_TYPE} layer '
+                             f'needs a positive count')
     return ProposalSettings(
         feat_stride=int(params['feat_stride']), base_size=int(ANCHOR_BASE_SIZE),
         ratios=tuple(float(r) for r in params.get('ratios', _ANCHOR_DEFAULTS['ratios'])),
@@ -194,7 +194,8 @@ def opencv_limitations(settings):
     if not np.array_equal(ours, theirs):
         rows = np.where(np.any(ours != theirs, axis=1))[0]
         refusals.append(f'anchors {rows.tolist()} differ: ours {ours[rows].tolist()}, OpenCV\'s '
-                        f'{theirs[rows].tolist()} (ratios {list(settings.ratios)}, base {settings.base_size})')
+                        f'{theirs[rows].tolist()} (ratios {list(settings.ratios)}, '
+                        f'base {settings.base_size})')
     if settings.min_size > 0:
         reports.append(f'RPN_MIN_SIZE = {settings.min_size:g}: OpenCV\'s {OPENCV_PROPOSAL_TYPE} layer keeps '
                        f'boxes of any size, so the exported net behaves as RPN_MIN_SIZE = 0')
@@ -300,8 +301,8 @@ def check_settings_agree(exported, test_cfg, source):
     for field, key in _CFG_KEYS.items():
         ours, theirs = float(test_cfg[key]), float(getattr(exported, field))
         if not np.isclose(ours, theirs, rtol=1e-6, atol=0):
-            raise ValueError(f'{source}: proposal_param gives {field} {theirs:g} but cfg.TEST.{key} is {ours:g} '
-                             f'(set cfg.TEST to the exported value or re-export)')
+            raise ValueError(f'{source}: proposal_param gives {field} {theirs:g} but cfg.TEST.{key} is '
+                             f'{ours:g} (set cfg.TEST to the exported value or re-export)')
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -374,8 +375,8 @@ def readme_text(manifest):
         f'shorter side is {inp["scales"][0]} unless the longer side would exceed {inp["max_size"]}.',
         '- `im_info`: 1x3 float32 `[H, W, scale]` of the resized image.', '',
         '## Outputs and post-processing',
-        f'- proposals (R x 5, `[0, x1, y1, x2, y2]` in resized-image pixels), `cls_prob` (R x K), `bbox_pred` '
-        f'(R x 4K, raw deltas: the target normalisation is folded into the weights).',
+        f'- proposals (R x 5, `[0, x1, y1, x2, y2]` in resized-image pixels), `cls_prob` (R x K), '
+        f'`bbox_pred` (R x 4K, raw deltas: the target normalisation is folded into the weights).',
         '- Boxes: divide the proposals by `scale`; per class j, decode deltas 4j..4j+3 with centre '
         '`x1 + 0.5 w` (w = x2 - x1 + 1), `x2 = cx + 0.5 w` (no -1), clip to the image.',
         f'- Keep scores > {post["score_thresh"]:g}, NMS {post["nms"]:g} per class, at most '
@@ -389,8 +390,8 @@ def readme_text(manifest):
             "net.setInput(data, 'data'); net.setInput(im_info, 'im_info')",
             f"rois, cls_prob, bbox_pred = net.forward({manifest['opencv_outputs']})",
             '```',
-            f'- The proposal layer returns {prop["post_nms_top_n"]} rows; rows of zeros past the last proposal are '
-            'padding: drop them (and the same rows of `cls_prob` / `bbox_pred`).',
+            f'- The proposal layer returns {prop["post_nms_top_n"]} rows; rows of zeros past the last '
+            'proposal are padding: drop them (and the same rows of `cls_prob` / `bbox_pred`).',
             '- Input sizes: see "Input sizes" in docs/deploy.md of the toolkit.',
             f'- Proposals: anchors ratios {prop["ratios"]} x scales {prop["scales"]}, stride '
             f'{prop["feat_stride"]}, top {prop["pre_nms_top_n"]} -> NMS {prop["nms_thresh"]:g} -> '
@@ -469,8 +470,8 @@ class OpenCVNet:
         structure = read_net_text(prototxt, allow_unknown_field=True)
         proposal = find_proposal_layer(structure, prototxt)
         if proposal.type != OPENCV_PROPOSAL_TYPE:
-            raise ValueError(f'{prototxt}: layer {proposal.name!r} is a Python layer; OpenCV needs the deploy '
-                             f'net written by tools/export_deploy.py')
+            raise ValueError(f'{prototxt}: layer {proposal.name!r} is a Python layer; OpenCV needs the '
+                             f'deploy net written by tools/export_deploy.py')
         self.prototxt, self.weights = prototxt, weights
         self.name = name or osp.splitext(osp.basename(weights))[0]
         self.settings = read_opencv_proposal_settings(prototxt)
@@ -650,7 +651,8 @@ def compare_proposals(rois_a, scores_a, rois_b, nms_thresh):
 
     ``rois_a`` / ``rois_b``: R×4 boxes in rank order (A: our Caffe, B: OpenCV); ``scores_a``: A's objectness
     of its proposals. Returns a dict: ``count_a``, ``count_b``; ``same_prefix`` (leading rows equal within
-    BOX_TOL); ``same_rank`` (rows equal at the same rank); ``in_both`` (rows of A found anywhere in B); ``cause`` of the first divergence: 'none',
+    BOX_TOL); ``same_rank`` (rows equal at the same rank); ``in_both`` (rows of A found anywhere in B);
+    ``cause`` of the first divergence: 'none',
     'score tie' (the two boxes at that rank swap places: ``gap`` is |difference of A's scores|), 'nms tie'
     (a box one engine suppressed: ``gap`` is |its largest IoU with the boxes ranked before it − the NMS
     threshold|), or 'other'.
@@ -660,8 +662,8 @@ def compare_proposals(rois_a, scores_a, rois_b, nms_thresh):
     equal = np.all(np.abs(rois_a[:n] - rois_b[:n]) <= BOX_TOL, axis=1)
     prefix = int(np.argmin(equal)) if not equal.all() else n
     in_both = sum(_find_row(box, rois_b) >= 0 for box in rois_a)
-    out = {'count_a': len(rois_a), 'count_b': len(rois_b), 'same_prefix': prefix, 'same_rank': int(equal.sum()),
-           'in_both': int(in_both),
+    out = {'count_a': len(rois_a), 'count_b': len(rois_b), 'same_prefix': prefix,
+           'same_rank': int(equal.sum()), 'in_both': int(in_both),
            'cause': 'none', 'gap': 0.0}
     if prefix == n:
         return out
@@ -691,7 +693,8 @@ def caffe_proposal_scores(net, settings, im_info):
     return generate_proposals(
         shifted_anchors(anchors, height, width, settings.feat_stride),
         deltas.transpose(0, 2, 3, 1).reshape(-1, 4),
-        prob[:, len(anchors):].transpose(0, 2, 3, 1).reshape(-1), im_height, im_width, settings.min_size * im_scale,
+        prob[:, len(anchors):].transpose(0, 2, 3, 1).reshape(-1), im_height, im_width,
+        settings.min_size * im_scale,
         settings.pre_nms_top_n, settings.post_nms_top_n, settings.nms_thresh)
 
 

@@ -31,7 +31,8 @@ def truncated_svd(weights, rank):
     if weights.ndim != 2:
         raise ValueError(f'weights must be a matrix (out x in), got shape {weights.shape}')
     if not 1 <= rank <= min(weights.shape):
-        raise ValueError(f'rank {rank} is outside [1, {min(weights.shape)}] for weights of shape {weights.shape}')
+        raise ValueError(f'rank {rank} is outside [1, {min(weights.shape)}] for weights of shape '
+                         f'{weights.shape}')
     u, sigma, vt = np.linalg.svd(weights, full_matrices=False)
     lower = sigma[:rank, np.newaxis] * vt[:rank]
     return lower.astype(np.float32), u[:, :rank].astype(np.float32), sigma

@@ -35,7 +35,8 @@ BOX_TOL = 0.05
 def _load_make_init_model():
     """tools/make_init_model.py as a module (its he_init draws the seeded He weights)."""
     sys.path.insert(0, osp.join(ROOT, 'tools'))
-    spec = importlib.util.spec_from_file_location('make_init_model', osp.join(ROOT, 'tools', 'make_init_model.py'))
+    path = osp.join(ROOT, 'tools', 'make_init_model.py')
+    spec = importlib.util.spec_from_file_location('make_init_model', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -53,7 +54,8 @@ def synth_test_cfg(monkeypatch):
 
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
-    """A seeded He-random TINY test net for the synth classes: (caffe.Net, prototxt, weights, OpenCV prototxt)."""
+    """A seeded He-random TINY test net for the synth classes: (caffe.Net, prototxt, weights, OpenCV
+    prototxt)."""
     out = tmp_path_factory.mktemp('tiny_deploy')
     prototxt = adapt_prototxt(TINY_TEST, str(out / 'test.pt'), NUM_CLASSES)
     caffe.set_mode_cpu()
@@ -64,7 +66,8 @@ def tiny(tmp_path_factory):
     param = deploy.read_net_text(prototxt)
     # (Module fixtures run before the function-scoped cfg patch: min_size is set here.)
     settings = dataclasses.replace(deploy.proposal_settings(param, cfg.TEST, prototxt), min_size=0.0)
-    assert settings == deploy.ProposalSettings(16, 16, (0.5, 1.0, 2.0), (2.0, 4.0, 8.0, 16.0), 6000, 300, 0.7, 0.0)
+    assert settings == deploy.ProposalSettings(16, 16, (0.5, 1.0, 2.0), (2.0, 4.0, 8.0, 16.0), 6000, 300, 0.7,
+                                               0.0)
     cv_prototxt = str(out / 'opencv.pt')
     with open(cv_prototxt, 'w', encoding='utf-8') as f:
         f.write(deploy.opencv_deploy_text(param, settings, prototxt))
@@ -171,13 +174,16 @@ def test_opencv_proposal_layer_is_ours_with_min_size_zero(tiny):
         im = cv2.imread(osp.join(SYNTH_IMAGES, name))
         cfg.TEST.SCALES = (scale,)
         blobs, _ = frt._get_blobs(im, None)
-        out = _opencv_blobs(cv_prototxt, weights, blobs, ['proposal', 'rpn_cls_prob_reshape', 'rpn_bbox_pred'])
+        out = _opencv_blobs(cv_prototxt, weights, blobs,
+                            ['proposal', 'rpn_cls_prob_reshape', 'rpn_bbox_pred'])
         prob, deltas = out['rpn_cls_prob_reshape'], out['rpn_bbox_pred']
         num_anchors = len(anchors)
         height, width = prob.shape[2:]
         boxes, _ = generate_proposals(
-            shifted_anchors(anchors, height, width, settings.feat_stride), deltas.transpose(0, 2, 3, 1).reshape(-1, 4),
-            prob[:, num_anchors:].transpose(0, 2, 3, 1).reshape(-1), blobs['im_info'][0, 0], blobs['im_info'][0, 1],
+            shifted_anchors(anchors, height, width, settings.feat_stride),
+            deltas.transpose(0, 2, 3, 1).reshape(-1, 4),
+            prob[:, num_anchors:].transpose(0, 2, 3, 1).reshape(-1),
+            blobs['im_info'][0, 0], blobs['im_info'][0, 1],
             0, settings.pre_nms_top_n, settings.post_nms_top_n, settings.nms_thresh)
         rois = out['proposal']
         count = deploy.proposal_count(rois)
@@ -240,7 +246,8 @@ def test_manifest_round_trip_and_errors(tmp_path, tiny):
     classes = ['__background__', 'circle', 'ring']
     manifest = deploy.export_manifest(classes, cfg.TEST, cfg.PIXEL_MEANS, settings, 'opencv',
                                       {'prototxt': 'deploy.prototxt', 'model': 'model.caffemodel',
-                                       'labels': 'labels.txt'}, ['a report'], ['proposal', 'cls_prob', 'bbox_pred'])
+                                       'labels': 'labels.txt'}, ['a report'],
+                                      ['proposal', 'cls_prob', 'bbox_pred'])
     path = tmp_path / deploy.MANIFEST_NAME
     path.write_text(json.dumps(manifest))
     read = deploy.read_manifest(str(path))

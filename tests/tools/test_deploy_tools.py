@@ -35,7 +35,8 @@ def tiny_weights(tmp_path_factory):
     sys.path.insert(0, osp.join(ROOT, 'tools'))
     import importlib.util
     from fast_rcnn.models import adapt_prototxt
-    spec = importlib.util.spec_from_file_location('make_init_model', osp.join(ROOT, 'tools', 'make_init_model.py'))
+    path = osp.join(ROOT, 'tools', 'make_init_model.py')
+    spec = importlib.util.spec_from_file_location('make_init_model', path)
     make_init_model = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_init_model)
     out = tmp_path_factory.mktemp('tiny_tools')
@@ -76,18 +77,20 @@ def test_export_then_test_net_and_demo_on_opencv(tiny_weights, tmp_path, exp_dir
     assert "net.forward(['proposal', 'cls_prob', 'bbox_pred'])" in (out / 'README.md').read_text()
     cv2.dnn.readNetFromCaffe(str(out / 'deploy.prototxt'), str(out / 'model.caffemodel'))
 
-    proc = _run(['tools/test_net.py', '--cpu', '--backend', 'opencv', '--cfg', END2END_CFG, '--cfg', SYNTH_CFG,
+    proc = _run(['tools/test_net.py', '--cpu', '--backend', 'opencv', '--cfg', END2END_CFG,
+                 '--cfg', SYNTH_CFG,
                  '--def', str(out / 'deploy.prototxt'), '--net', str(out / 'model.caffemodel'),
                  '--imdb', 'synth_mini_test', '--set', 'EXP_DIR', exp_dir])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert re.search(r'^mAP = [0-9.]+$', proc.stdout, re.M)
-    assert re.search(r'^Mean time per image: conv\+RPN [0-9.]+ ms, proposal [0-9.]+ ms, region-wise [0-9.]+ ms',
-                     proc.stdout, re.M)
+    assert re.search(r'^Mean time per image: conv\+RPN [0-9.]+ ms, proposal [0-9.]+ ms, '
+                     r'region-wise [0-9.]+ ms', proc.stdout, re.M)
     assert osp.isfile(osp.join(ROOT, 'output', exp_dir, 'synth_mini_test', 'model', 'detections.npz'))
 
     demo_out = tmp_path / 'demo'
-    proc = _run(['tools/demo.py', '--cpu', '--backend', 'opencv', '--cfg', SYNTH_CFG, '--imdb', 'synth_mini_test',
-                 '--def', TINY_TEST, '--net', tiny_weights, '--out_dir', str(demo_out), '--conf', '0.0', IMAGE])
+    proc = _run(['tools/demo.py', '--cpu', '--backend', 'opencv', '--cfg', SYNTH_CFG,
+                 '--imdb', 'synth_mini_test', '--def', TINY_TEST, '--net', tiny_weights,
+                 '--out_dir', str(demo_out), '--conf', '0.0', IMAGE])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'note: RPN_MIN_SIZE = 8' in proc.stdout
     assert (demo_out / '001001_detections.png').is_file()
@@ -105,14 +108,15 @@ def test_export_refusals(tiny_weights, tmp_path):
 
 def test_compress_net_tool(tiny_weights, tmp_path):
     out = tmp_path / 'svd'
-    proc = _run(['tools/compress_net.py', '--cpu', '--cfg', SYNTH_CFG, '--imdb', 'synth_mini_test', '--def', TINY_TEST,
-                 '--net', tiny_weights, '--fc6-rank', '64', '--fc7-rank', '32', '--out', str(out)])
+    proc = _run(['tools/compress_net.py', '--cpu', '--cfg', SYNTH_CFG, '--imdb', 'synth_mini_test',
+                 '--def', TINY_TEST, '--net', tiny_weights, '--fc6-rank', '64', '--fc7-rank', '32',
+                 '--out', str(out)])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert re.search(r'^fc6: 512x4608 -> rank 64: 2\.36 -> 0\.33 M multiply-adds per RoI', proc.stdout, re.M)
     assert re.search(r'^fc7: 512x512 -> rank 32: 0\.26 -> 0\.03 M multiply-adds per RoI', proc.stdout, re.M)
     stem = 'tiny_he_svd_fc6_64_fc7_32'
     caffe.Net(str(out / f'{stem}.pt'), caffe.TEST, weights=str(out / f'{stem}.caffemodel'))
     # The released defaults (1024 / 256) do not fit TINY's 512-wide layers: stop before writing weights.
-    proc = _run(['tools/compress_net.py', '--cpu', '--cfg', SYNTH_CFG, '--imdb', 'synth_mini_test', '--def', TINY_TEST,
-                 '--net', tiny_weights, '--out', str(tmp_path / 'svd_default')])
+    proc = _run(['tools/compress_net.py', '--cpu', '--cfg', SYNTH_CFG, '--imdb', 'synth_mini_test',
+                 '--def', TINY_TEST, '--net', tiny_weights, '--out', str(tmp_path / 'svd_default')])
     assert proc.returncode == 1 and '--fc6-rank 1024: fc6' in proc.stderr and 'saves nothing' in proc.stderr
