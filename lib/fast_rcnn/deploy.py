@@ -30,7 +30,6 @@ import os
 import os.path as osp
 import re
 import time
-from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -433,6 +432,17 @@ def _producers(net, blob_names, source):
     return found
 
 
+# Layer types whose parameters OpenCV folds into the layer before them when it plans a net, again at every
+# re-plan (input shape change): see OpenCVNet.
+REFOLDED_TYPES = ('BatchNorm', 'Scale')
+
+
+def needs_fusion_off(net):
+    """True when NetParameter ``net`` has a layer of REFOLDED_TYPES (a reused OpenCV net with fusion on
+    would fold its parameters again after each input size change)."""
+    return any(layer.type in REFOLDED_TYPES for layer in net.layer)
+
+
 def opencv_output_layers(net, source):
     """Layer names to pass to OpenCV's ``forward`` for the proposals, ``cls_prob`` and ``bbox_pred`` of
     NetParameter ``net`` (the last layer writing each blob)."""
@@ -458,12 +468,14 @@ class OpenCVNet:
     image (``blobs``: ``data`` 1×3×H×W float32 and ``im_info`` 1×3) and fills ``blobs`` with ``rois``
     (R×5, padding rows removed), ``cls_prob`` (R×K) and ``bbox_pred`` (R×4K).
 
-    Input sizes: OpenCV re-plans a net when its input shape changes; ``nets_per_shape`` (default True)
-    keeps one ``cv2.dnn.Net`` per input shape instead (at most ``max_nets``, least recently used dropped),
-    see docs/deploy.md for why and what it costs.
+    One ``cv2.dnn.Net`` serves every input size. OpenCV 4.14 re-plans a net when the input shape changes
+    and then fuses its layers again; a BatchNorm layer folds the following Scale layer's γ and β into its
+    own, already folded, parameters once more each time, so a reused net computes wrong features after
+    the first size change (docs/deploy.md, "Input sizes"). ``fusion`` (default None: off exactly when the
+    net has a layer of REFOLDED_TYPES, e.g. TINY; on for ZF / VGG-16) sets ``enableFusion``.
     """
 
-    def __init__(self, prototxt, weights, name=None, nets_per_shape=True, max_nets=8):
+    def __init__(self, prototxt, weights, name=None, fusion=None):
         for path, what in ((prototxt, 'network definition'), (weights, 'model weights')):
             if not osp.isfile(path):
                 raise FileNotFoundError(f'{what} not found: {path}')
@@ -477,25 +489,12 @@ class OpenCVNet:
         self.settings = read_opencv_proposal_settings(prototxt)
         self._outputs = _producers(structure, (PROPOSAL_TOP,) + HEAD_BLOBS, prototxt)
         self._proposal_layer = proposal.name
-        self._nets_per_shape, self._max_nets = nets_per_shape, max_nets
-        self._nets = OrderedDict()
-        self.nets_created = 0
+        self.fusion = not needs_fusion_off(structure) if fusion is None else bool(fusion)
+        self.net = cv2.dnn.readNetFromCaffe(prototxt, weights)
+        self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+        self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+        self.net.enableFusion(self.fusion)
         self.blobs = {}
-
-    def _net_for(self, shape):
-        """The cv2.dnn.Net to run an input of ``shape`` on."""
-        key = tuple(shape) if self._nets_per_shape else None
-        if key in self._nets:
-            self._nets.move_to_end(key)
-            return self._nets[key]
-        net = cv2.dnn.readNetFromCaffe(self.prototxt, self.weights)
-        net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-        net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-        self.nets_created += 1
-        self._nets[key] = net
-        while len(self._nets) > self._max_nets:
-            self._nets.popitem(last=False)
-        return net
 
     def forward_segments(self, blobs, timers=None):
         """One forward pass on ``blobs`` (``data``, ``im_info``); results in ``self.blobs``.
@@ -508,7 +507,7 @@ class OpenCVNet:
         data = np.ascontiguousarray(blobs['data'], dtype=np.float32)
         if data.ndim != 4 or data.shape[0] != 1:
             raise ValueError(f'OpenCVNet runs one image per call; data has shape {data.shape}')
-        net = self._net_for(data.shape)
+        net = self.net
         net.setInput(data, 'data')
         net.setInput(np.ascontiguousarray(blobs['im_info'], dtype=np.float32).reshape(1, -1), 'im_info')
         names = [self._outputs[PROPOSAL_TOP]] + [self._outputs[name] for name in HEAD_BLOBS]
