@@ -469,9 +469,9 @@ class OpenCVNet:
     (R×5, padding rows removed), ``cls_prob`` (R×K) and ``bbox_pred`` (R×4K).
 
     One ``cv2.dnn.Net`` serves every input size. OpenCV 4.14 re-plans a net when the input shape changes
-    and then fuses its layers again; a BatchNorm layer folds the following Scale layer's γ and β into its
-    own, already folded, parameters once more each time, so a reused net computes wrong features after
-    the first size change (docs/deploy.md, "Input sizes"). ``fusion`` (default None: off exactly when the
+    and fuses its layers again; the BatchNorm → Scale fold is then applied a second time (measured: every
+    Scale acts as (γ², γβ + β)), so with fusion on a reused TINY net computes wrong features after the
+    first size change (docs/deploy.md, "Input sizes"). ``fusion`` (default None: off exactly when the
     net has a layer of REFOLDED_TYPES, e.g. TINY; on for ZF / VGG-16) sets ``enableFusion``.
     """
 
