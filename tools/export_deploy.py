@@ -94,7 +94,9 @@ def main(argv=None):
     with open(paths['labels'], 'w', encoding='utf-8') as f:
         f.write(''.join(f'{name}\n' for name in imdb.classes))
     manifest = deploy.export_manifest(imdb.classes, cfg.TEST, cfg.PIXEL_MEANS, settings, args.target,
-                                      FILES, reports, opencv_outputs=outputs)
+                                      FILES, reports, opencv_outputs=outputs,
+                                      opencv_fusion=(not deploy.needs_fusion_off(net_param)
+                                                     if args.target == 'opencv' else None))
     if measure_imdb is not None:
         manifest['measured'] = measure(adapted, args.caffemodel, paths, measure_imdb)
     with open(osp.join(args.out, deploy.MANIFEST_NAME), 'w', encoding='utf-8') as f:

@@ -308,14 +308,16 @@ def check_settings_agree(exported, test_cfg, source):
 # The export's manifest
 # ------------------------------------------------------------------------------------------------------------
 
-def export_manifest(classes, test_cfg, pixel_means, settings, target, files, reports, opencv_outputs=None):
+def export_manifest(classes, test_cfg, pixel_means, settings, target, files, reports, opencv_outputs=None,
+                    opencv_fusion=None):
     """The ``deploy.json`` dict of an export.
 
     ``classes``: class names (index 0 the background); ``test_cfg``: ``cfg.TEST``; ``pixel_means``: BGR
     means (1×1×3 or 3 values); ``settings``: ProposalSettings; ``target``: 'opencv' or 'caffe';
     ``files``: dict role → file name in the export directory; ``reports``: sentences from
     ``opencv_limitations``; ``opencv_outputs``: the layer names to pass to OpenCV's ``forward`` for the
-    proposals, ``cls_prob`` and ``bbox_pred`` (opencv target).
+    proposals, ``cls_prob`` and ``bbox_pred`` (opencv target); ``opencv_fusion``: whether OpenCV may fuse
+    layers in a net reused across input sizes (False for nets with BatchNorm / Scale, see OpenCVNet).
     """
     manifest = {
         'format': MANIFEST_FORMAT, 'target': target, 'files': dict(files), 'classes': list(classes),
@@ -331,6 +333,8 @@ def export_manifest(classes, test_cfg, pixel_means, settings, target, files, rep
     }
     if opencv_outputs is not None:
         manifest['opencv_outputs'] = list(opencv_outputs)
+    if opencv_fusion is not None:
+        manifest['opencv_enable_fusion'] = bool(opencv_fusion)
     return manifest
 
 
@@ -391,7 +395,11 @@ def readme_text(manifest):
             '```',
             f'- The proposal layer returns {prop["post_nms_top_n"]} rows; rows of zeros past the last '
             'proposal are padding: drop them (and the same rows of `cls_prob` / `bbox_pred`).',
-            '- Input sizes: see "Input sizes" in docs/deploy.md of the toolkit.',
+            ('- Input sizes: this net has BatchNorm / Scale layers; call `net.enableFusion(False)` once after '
+             'loading: OpenCV 4.14 re-plans a net when the input size changes and then folds each Scale into '
+             'its BatchNorm a second time (wrong features from the second size on).')
+            if not manifest.get('opencv_enable_fusion', True) else
+            '- Input sizes: one net serves every size (no BatchNorm / Scale layers).',
             f'- Proposals: anchors ratios {prop["ratios"]} x scales {prop["scales"]}, stride '
             f'{prop["feat_stride"]}, top {prop["pre_nms_top_n"]} -> NMS {prop["nms_thresh"]:g} -> '
             f'{prop["post_nms_top_n"]}.', '',

@@ -74,6 +74,8 @@ def test_export_then_test_net_and_demo_on_opencv(tiny_weights, tmp_path, exp_dir
     assert manifest['input']['scales'] == [400] and manifest['input']['max_size'] == 670
     assert manifest['proposals']['min_size'] == 8 and len(manifest['not_expressible']) == 1
     assert manifest['opencv_outputs'] == ['proposal', 'cls_prob', 'bbox_pred']
+    assert manifest['opencv_enable_fusion'] is False  # TINY has BatchNorm + Scale
+    assert 'net.enableFusion(False)' in (out / 'README.md').read_text()
     assert "net.forward(['proposal', 'cls_prob', 'bbox_pred'])" in (out / 'README.md').read_text()
     cv2.dnn.readNetFromCaffe(str(out / 'deploy.prototxt'), str(out / 'model.caffemodel'))
 
