@@ -4,7 +4,9 @@
         [--tiny-weights MODEL] [--runs 1] [--threads N] [--ghz G] [--flops-per-cycle F]
 
 Each net's test prototxt (models/synth/TINY, models/pascal_voc/{ZF,VGG16}, faster_rcnn_end2end) gets seeded
-He weights (tools/make_init_model.py's ``he_init``; ``--tiny-weights`` uses a trained TINY instead), and the
+He weights (tools/make_init_model.py's ``he_init``, conv1 scaled for a unit-variance input as
+tools/compare_backends.py --unit-input does, so that the objectness does not saturate into ties and both
+engines keep 300 RoIs; ``--tiny-weights`` uses a trained TINY instead), and the
 same caffemodel runs on both engines: our Caffe (CPU, OpenBLAS) through ``fast_rcnn.test.forward_timed``
 and OpenCV through ``fast_rcnn.deploy.OpenCVNet`` (the net converted with its Proposal layer). The input is
 an embedded image resized to exactly 600×1000 (im_info 600, 1000, 1), proposals 6000 → NMS 0.7 → 300 and
@@ -116,7 +118,7 @@ def layer_macs(net, bounds):
     return out
 
 
-def bench_net(arch, args, cfg, caffe, deploy, frt, he_init, cv2, np):
+def bench_net(arch, args, cfg, caffe, deploy, frt, tools, cv2, np):
     """Time one net on both engines. Returns (rows, macs): rows = {engine: {segment: seconds}}."""
     from fast_rcnn.models import adapt_prototxt
     from utils.timer import Timer
@@ -124,18 +126,19 @@ def bench_net(arch, args, cfg, caffe, deploy, frt, he_init, cv2, np):
     os.makedirs(args.out_dir, exist_ok=True)
     prototxt = adapt_prototxt(osp.join(ROOT, rel), osp.join(args.out_dir, f'{arch}_test.pt'), num_classes)
     net = caffe.Net(prototxt, caffe.TEST)
-    if arch == 'TINY' and args.tiny_weights:
-        net.copy_from(args.tiny_weights)
-        weights = args.tiny_weights
-    else:
-        he_init(net, np.random.default_rng(args.seed))
-        weights = osp.join(args.out_dir, f'{arch}_he_{args.seed}.caffemodel')
-        net.save(weights)
-    cv_net, _ = deploy.open_opencv_net(prototxt, weights, num_classes, args.out_dir, cfg.TEST)
     im = cv2.resize(cv2.imread(IMAGE), (INPUT_HW[1], INPUT_HW[0]), interpolation=cv2.INTER_LINEAR)
     data = (im.astype(np.float32) - cfg.PIXEL_MEANS.astype(np.float32)).transpose(2, 0, 1)[np.newaxis]
     blobs = {'data': np.ascontiguousarray(data),
              'im_info': np.array([[INPUT_HW[0], INPUT_HW[1], 1.0]], dtype=np.float32)}
+    if arch == 'TINY' and args.tiny_weights:
+        net.copy_from(args.tiny_weights)
+        weights = args.tiny_weights
+    else:
+        tools['make_init_model'].he_init(net, np.random.default_rng(args.seed))
+        tools['compare_backends'].scale_to_unit_input(net, blobs['data'])
+        weights = osp.join(args.out_dir, f'{arch}_he_{args.seed}_unit.caffemodel')
+        net.save(weights)
+    cv_net, _ = deploy.open_opencv_net(prototxt, weights, num_classes, args.out_dir, cfg.TEST)
     rows = {}
     for engine, target in (('caffe', net), ('opencv', cv_net)):
         frt.forward_timed(target, blobs)  # warm-up: allocation, OpenCV's plan for this shape
@@ -167,7 +170,7 @@ def main(argv=None):
     cfg.GPU_ID = -1
     cfg.TEST.HAS_RPN = True
     cfg.TEST.RPN_MIN_SIZE = 0
-    he_init = _load_tool('make_init_model').he_init
+    tools = {name: _load_tool(name) for name in ('make_init_model', 'compare_backends')}
 
     model, vendor, family, flags, mhz = cpu_info()
     per_cycle, why = flops_per_cycle(vendor, family, flags)
@@ -193,9 +196,11 @@ def main(argv=None):
     print(header)
     print('-' * len(header))
     for arch in args.nets:
-        rows, macs = bench_net(arch, args, cfg, caffe, deploy, frt, he_init, cv2, np)
-        conv_macs, region_macs = macs['conv+RPN'], macs['region-wise']
+        rows, macs = bench_net(arch, args, cfg, caffe, deploy, frt, tools, cv2, np)
+        conv_macs = macs['conv+RPN']
         for engine, row in rows.items():
+            # Region-wise work is per RoI: scale the count from our Caffe's run to this engine's RoIs.
+            region_macs = macs['region-wise'] * row['rois'] / rows['caffe']['rois']
             total = sum(row[s] for s in frt.SEGMENTS)
             rate_conv = 2 * conv_macs / row['conv+RPN'] / 1e9
             rate_region = 2 * region_macs / row['region-wise'] / 1e9

@@ -75,9 +75,7 @@ def main(argv=None):
         he_init(net, np.random.default_rng(args.random_seed))
         if args.unit_input:
             data, _ = get_image_blob(cv2.imread(imdb.image_path_at(0)), cfg.TEST.SCALES, cfg.TEST.MAX_SIZE)
-            first = next(name for name, layer in zip(net._layer_names, net.layers)
-                         if layer.type == 'Convolution')
-            net.params[first][0].data[...] /= float(data.std())
+            scale_to_unit_input(net, data)
         stem = f'{osp.splitext(osp.basename(args.prototxt))[0]}_he_{args.random_seed}'
         stem += '_unit' if args.unit_input else ''
         weights = osp.join(out_dir, stem + '.caffemodel')
@@ -102,6 +100,13 @@ def main(argv=None):
     if args.eval:
         results['eval'] = evaluate(net, cv_net, imdb)
     return results
+
+
+def scale_to_unit_input(net, data):
+    """Divide the first conv's weights of pycaffe ``net`` by the standard deviation of the input blob
+    ``data``: He weights assume unit-variance inputs (without this a random net's objectness saturates)."""
+    first = next(name for name, layer in zip(net._layer_names, net.layers) if layer.type == 'Convolution')
+    net.params[first][0].data[...] /= float(data.std())
 
 
 def compare_image(net, cv_net, path, settings, spatial_scale):
