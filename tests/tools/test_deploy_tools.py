@@ -122,3 +122,18 @@ def test_compress_net_tool(tiny_weights, tmp_path):
     proc = _run(['tools/compress_net.py', '--cpu', '--cfg', SYNTH_CFG, '--imdb', 'synth_mini_test',
                  '--def', TINY_TEST, '--net', tiny_weights, '--out', str(tmp_path / 'svd_default')])
     assert proc.returncode == 1 and '--fc6-rank 1024: fc6' in proc.stderr and 'saves nothing' in proc.stderr
+
+
+def test_compare_backends_tool(exp_dir):
+    proc = _run(['tools/compare_backends.py', '--cpu', '--cfg', SYNTH_CFG, '--imdb', 'synth_mini_test',
+                 '--def', TINY_TEST, '--random-seed', '0', '--num-images', '2', '--set', 'EXP_DIR', exp_dir])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = re.findall(r'^\d+\.jpg \(\d+, \d+\): proposals (\d+) / (\d+), same order for the first (\d+), at the '
+                       r'same rank (\d+), (\d+) in both; .* first divergence: (none|score tie|nms tie|other)',
+                       proc.stdout, re.M)
+    assert len(lines) == 2, proc.stdout
+    for count_a, count_b, _, same_rank, in_both, _ in lines:
+        assert int(count_a) == int(count_b) == 300 and int(in_both) >= 290 and int(same_rank) >= 50
+    proc = _run(['tools/compare_backends.py', '--cpu', '--cfg', SYNTH_CFG, '--imdb', 'synth_mini_test',
+                 '--def', TINY_TEST, '--random-seed', '0', '--num-images', '21'])
+    assert proc.returncode == 1 and '--num-images must be in [1, 20]' in proc.stderr
