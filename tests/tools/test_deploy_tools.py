@@ -128,8 +128,9 @@ def test_compare_backends_tool(exp_dir):
     proc = _run(['tools/compare_backends.py', '--cpu', '--cfg', SYNTH_CFG, '--imdb', 'synth_mini_test',
                  '--def', TINY_TEST, '--random-seed', '0', '--num-images', '2', '--set', 'EXP_DIR', exp_dir])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    lines = re.findall(r'^\d+\.jpg \(\d+, \d+\): proposals (\d+) / (\d+), same order for the first (\d+), at the '
-                       r'same rank (\d+), (\d+) in both; .* first divergence: (none|score tie|nms tie|other)',
+    lines = re.findall(r'^\d+\.jpg \(\d+, \d+\): proposals (\d+) / (\d+), same order for the first (\d+), '
+                       r'at the same rank (\d+), (\d+) in both; .* first divergence: '
+                       r'(none|score tie|nms tie|other)',
                        proc.stdout, re.M)
     assert len(lines) == 2, proc.stdout
     for count_a, count_b, _, same_rank, in_both, _ in lines:
