@@ -35,6 +35,33 @@ def add_net_args(parser, def_help, net_help):
     parser.add_argument('--net', dest='caffemodel', required=True, help=net_help)
 
 
+def add_backend_arg(parser):
+    """Add ``--backend caffe|opencv`` (the engine that runs a test net; see ``open_net``)."""
+    parser.add_argument('--backend', choices=('caffe', 'opencv'), default='caffe',
+                        help='engine: our Caffe, or OpenCV dnn (--def is then an OpenCV deploy net from '
+                             'tools/export_deploy.py, or our test net, converted with cfg.TEST) [caffe]')
+
+
+def open_net(args, num_classes, out_dir, prefix=''):
+    """The test net of ``args.prototxt`` / ``args.caffemodel`` on ``args.backend``, named after the weights
+    (the name picks the output directory). OpenCV: ``fast_rcnn.deploy.open_opencv_net``; settings OpenCV
+    ignores are printed, settings it cannot express stop the tool."""
+    name = osp.splitext(osp.basename(args.caffemodel))[0]
+    if args.backend == 'opencv':
+        from fast_rcnn.deploy import open_opencv_net
+        try:
+            net, reports = open_opencv_net(args.prototxt, args.caffemodel, num_classes, out_dir, cfg.TEST,
+                                           name=name)
+        except ValueError as exc:
+            fail(str(exc))
+        for line in reports:
+            print(f'note: {line}', flush=True)
+        return net
+    net = open_test_net(args.prototxt, args.caffemodel, num_classes, out_dir, prefix=prefix)
+    net.name = name
+    return net
+
+
 def require_net_files(args):
     """Stop at once unless ``--def`` and ``--net`` name existing files."""
     require_file(args.prototxt, 'network definition')

@@ -15,8 +15,8 @@ import os.path as osp
 import cv2
 
 import _init_paths  # noqa: F401
-from _common import add_common_args, add_net_args, apply_config, fail, init_caffe, open_test_net, \
-    require_imdb, require_net_files
+from _common import add_backend_arg, add_common_args, add_net_args, apply_config, fail, init_caffe, \
+    open_net, require_imdb, require_net_files
 from fast_rcnn.config import cfg
 from fast_rcnn.test import draw_detections, im_detect, postprocess_detections
 from utils.timer import Timer
@@ -31,6 +31,7 @@ def parse_args(argv=None):
     parser.add_argument('--conf', type=float, default=0.8, help='draw detections scoring at least this')
     parser.add_argument('--out_dir', default=osp.join('data', 'demo_out'), help='where the PNGs go')
     parser.add_argument('images', nargs='+', help='image files')
+    add_backend_arg(parser)
     add_common_args(parser)
     return parser.parse_args(argv)
 
@@ -44,7 +45,7 @@ def main(argv=None):
     imdb = require_imdb(args.imdb_name)
     init_caffe()
     os.makedirs(args.out_dir, exist_ok=True)
-    net = open_test_net(args.prototxt, args.caffemodel, imdb.num_classes, args.out_dir, prefix='demo_')
+    net = open_net(args, imdb.num_classes, args.out_dir, prefix='demo_')
     timer = Timer()
     for path in args.images:
         im = cv2.imread(path)

@@ -9,8 +9,8 @@ import os.path as osp
 import pprint
 
 import _init_paths  # noqa: F401
-from _common import add_common_args, add_net_args, apply_config, fail, init_caffe, lock_output_dir, \
-    open_test_net, require_file, require_imdb, require_net_files
+from _common import add_backend_arg, add_common_args, add_net_args, apply_config, fail, init_caffe, \
+    lock_output_dir, open_net, require_file, require_imdb, require_net_files
 from datasets.imdb import set_proposals
 from fast_rcnn.config import cfg, get_output_dir
 from fast_rcnn.test import test_net
@@ -27,6 +27,7 @@ def parse_args(argv=None):
                              'TEST.PROPOSAL_METHOD rpn')
     parser.add_argument('--num_dets', dest='max_per_image', type=int, default=None,
                         help='max detections per image (default cfg.TEST.MAX_PER_IMAGE)')
+    add_backend_arg(parser)
     add_common_args(parser)
     return parser.parse_args(argv)
 
@@ -53,8 +54,7 @@ def main(argv=None):
     net_name = osp.splitext(osp.basename(args.caffemodel))[0]
     lock = lock_output_dir(get_output_dir(imdb.name, net_name))  # noqa: F841 (held until exit)
     proto_dir = osp.join(get_output_dir(imdb.name), 'prototxt')
-    net = open_test_net(args.prototxt, args.caffemodel, imdb.num_classes, proto_dir, prefix='test_')
-    net.name = net_name
+    net = open_net(args, imdb.num_classes, proto_dir, prefix='test_')
     max_per_image = cfg.TEST.MAX_PER_IMAGE if args.max_per_image is None else args.max_per_image
     _, mean_ap = test_net(net, imdb, max_per_image=max_per_image, thresh=cfg.TEST.SCORE_THRESH, vis=args.vis)
     if mean_ap is not None:  # None: an image set evaluated by a server (its files were written)

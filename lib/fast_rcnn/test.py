@@ -108,8 +108,12 @@ def forward_timed(net, blobs, timers=None):
     """Run one forward pass of ``net`` on input ``blobs`` (name → array) in the three SEGMENTS.
 
     ``timers``: optional dict segment name → ``Timer``; each segment's wall time is added to its timer.
-    Returns nothing: read results from ``net.blobs``.
+    Returns nothing: read results from ``net.blobs``. A net of another engine (``fast_rcnn.deploy.OpenCVNet``)
+    runs and times the segments itself (``net.forward_segments``).
     """
+    if hasattr(net, 'forward_segments'):
+        net.forward_segments(blobs, timers)
+        return
     for name, value in blobs.items():
         net.blobs[name].reshape(*value.shape)
         net.blobs[name].data[...] = value

@@ -27,11 +27,15 @@ class Timer:
 
         Returns the running average over all intervals when ``average`` is true, else the last interval.
         """
-        self.diff = time.perf_counter() - self.start_time
-        self.total_time += self.diff
+        self.add(time.perf_counter() - self.start_time)
+        return self.average_time if average else self.diff
+
+    def add(self, seconds):
+        """Record an interval of ``seconds`` measured elsewhere (e.g. from an engine's own profile)."""
+        self.diff = seconds
+        self.total_time += seconds
         self.calls += 1
         self.average_time = self.total_time / self.calls
-        return self.average_time if average else self.diff
 
 
 def format_eta(seconds):
