@@ -4,7 +4,7 @@
     bench/device_check.sh            (the wrapper: repository root, time limit, output folder)
     python3 bench/device_check.py --out DIR [--bundle build/device/frcnn-device.tar.xz] [--limit SECONDS]
 
-Items, each reported PASS / FAIL / SKIP on one summary line and in DIR/results.json (log: DIR/device_check.log):
+Items, each reported PASS / FAIL / SKIP on a summary line and in DIR/results.json (log DIR/device_check.log):
   bundle      unpack the device bundle, check it against its manifest, find CUDA's libraries, ldd
   gpu_info    nvidia-smi, CUDA driver and runtime versions, `caffe device_query`
   gtest_gpu   the GPU instances of the bundle's gtests (ours: ROIPooling, SmoothL1Loss; Caffe's selection)
@@ -43,7 +43,11 @@ NMS_TIMED_SIZES = (6000, 12000)
 # Our layers' suites: their GPU instances must be among those run.
 OUR_SUITES = ('ROIPoolingLayerTest', 'SmoothL1LossLayerTest')
 GTEST_SHARDS = 4
+# Seconds for the whole check by default: the device tool allows 8 minutes per call (bench/device_check.sh).
+DEFAULT_LIMIT = 450
 STATUS = ('PASS', 'FAIL', 'SKIP')
+# The items after `bundle` (which always runs), in order; --only picks some of them for a re-run.
+ITEMS = ('gpu_info', 'gtest_gpu', 'nms', 'table4')
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -65,18 +69,23 @@ class Log:
 
 
 class Deadline:
-    """The whole check's wall-clock budget; each step's timeout is cut to what is left."""
+    """The whole check's wall-clock budget; each step's timeout is cut to what is left.
+
+    Step caps are written for the default budget (DEFAULT_LIMIT) and scale with a larger one, so a slow or
+    shared CPU machine can run the whole check with a longer --limit.
+    """
 
     def __init__(self, seconds, reserve=15):
         self.end = time.monotonic() + seconds
         self.reserve = reserve
+        self.scale = max(1.0, seconds / DEFAULT_LIMIT)
 
     def left(self):
         return self.end - time.monotonic() - self.reserve
 
     def cap(self, seconds):
-        """``seconds`` or what is left, whichever is less (at least 1)."""
-        return max(1, min(seconds, int(self.left())))
+        """``seconds`` (scaled) or what is left, whichever is less (at least 1)."""
+        return max(1, min(int(seconds * self.scale), int(self.left())))
 
 
 def run(log, cmd, timeout, env=None, cwd=None):
@@ -217,7 +226,7 @@ def gpu_presence(log):
 # ------------------------------------------------------------------------------------------------------------
 
 def parse_listing(listing):
-    """``[(instance, [tests])]`` from ``--gtest_list_tests`` output ('Suite/2.' lines, then '  Test' lines)."""
+    """``[(instance, [tests])]`` from ``--gtest_list_tests`` output ('Suite/2.' lines, '  Test' lines)."""
     instances = []
     for line in listing.splitlines():
         m = re.match(r'^([A-Za-z0-9_/]+)\.\s*(#.*)?$', line)
@@ -301,13 +310,14 @@ def run_gtests(log, deadline, bundle, env, want_gpu, cap, execute=True):
     for shard in range(GTEST_SHARDS):
         shard_env = dict(env, GTEST_TOTAL_SHARDS=str(GTEST_SHARDS), GTEST_SHARD_INDEX=str(shard))
         out = open(osp.join(bundle, f'gtest_{kind.lower()}_{shard}.log'), 'w+')
-        procs.append((subprocess.Popen([binary, f'--gtest_filter={filt}'], stdout=out, stderr=subprocess.STDOUT,
-                                       env=shard_env, cwd=bundle), out))
+        proc = subprocess.Popen([binary, f'--gtest_filter={filt}'], stdout=out, stderr=subprocess.STDOUT,
+                                env=shard_env, cwd=bundle)
+        procs.append((proc, out))
     ran = passed = 0
     failed, rcs = [], []
     for p, out in procs:
         try:
-            rcs.append(p.wait(timeout=max(1, timeout - (time.monotonic() - start))))
+            rcs.append(p.wait(timeout=max(1.0, timeout - (time.monotonic() - start))))
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
@@ -475,7 +485,8 @@ def proposal_worker(use_gpu, feature_h, feature_w, repeats):
         all_anchors = shifted_anchors(anchors, feature_h, feature_w, 16)
         return generate_proposals(all_anchors, bbox_deltas, scores, 600, 1000,
                                   min_size=settings.RPN_MIN_SIZE, pre_nms_top_n=settings.RPN_PRE_NMS_TOP_N,
-                                  post_nms_top_n=settings.RPN_POST_NMS_TOP_N, nms_thresh=settings.RPN_NMS_THRESH)
+                                  post_nms_top_n=settings.RPN_POST_NMS_TOP_N,
+                                  nms_thresh=settings.RPN_NMS_THRESH)
 
     result = {'anchors': int(a * feature_h * feature_w), 'pre_nms_top_n': settings.RPN_PRE_NMS_TOP_N,
               'post_nms_top_n': settings.RPN_POST_NMS_TOP_N}
@@ -514,8 +525,8 @@ def run_worker(log, deadline, python, env, args, cap):
 def check_bundle(log, args, work):
     """Unpack, verify, locate CUDA's libraries, ldd. Returns ``(item, bundle root, env)``."""
     if not osp.isfile(args.bundle):
-        return item('FAIL', f'{args.bundle} not found: run `make device-bundle` here and carry build/device'), \
-            None, None
+        missing = item('FAIL', f'{args.bundle} not found: run `make device-bundle`, carry build/device')
+        return missing, None, None
     t0 = time.monotonic()
     try:
         bundle = unpack(args.bundle, work)
@@ -541,13 +552,14 @@ def check_bundle(log, args, work):
     data['cuda_libs'] = {n: found.get(n) for n in wanted}
     missing = [n for n in wanted if n not in found]
     if missing:
-        problems.append(f'CUDA libraries not found: {missing} (looked in this Python\'s nvidia/*/lib, torch/lib, '
-                        f'$CUDA_HOME, /usr/local/cuda; set FRCNN_CUDA_LIBS)')
+        problems.append(f'CUDA libraries not found: {missing} (looked in this Python\'s nvidia/*/lib, '
+                        f'torch/lib, $CUDA_HOME, /usr/local/cuda; set FRCNN_CUDA_LIBS)')
     lib_dirs = list(dict.fromkeys(found.values()))
     driver = driver_lib()
     if driver:
         lib_dirs.append(osp.dirname(driver))
-    env = dict(os.environ, LD_LIBRARY_PATH=':'.join(lib_dirs + [os.environ.get('LD_LIBRARY_PATH', '')]).strip(':'))
+    search = ':'.join(lib_dirs + [os.environ.get('LD_LIBRARY_PATH', '')]).strip(':')
+    env = dict(os.environ, LD_LIBRARY_PATH=search)
     not_found = []
     for rel in ('bin/caffe', 'bin/test.testbin'):
         rc, out = run(log, ['ldd', osp.join(bundle, rel)], 30, env=env)
@@ -584,16 +596,17 @@ def check_gpu_info(log, deadline, bundle, env, gpu, gpu_reason):
         return item('SKIP', f'{gpu_reason}; CUDA runtime {data["cuda_runtime"]}, driver API '
                             f'{data["cuda_driver_api"]}', **data)
     run(log, ['nvidia-smi'], 30)
-    rc, out = run(log, ['nvidia-smi', '--query-gpu=name,driver_version,memory.total,compute_cap,clocks.max.sm',
-                        '--format=csv,noheader'], 30)
+    query = '--query-gpu=name,driver_version,memory.total,compute_cap,clocks.max.sm'
+    rc, out = run(log, ['nvidia-smi', query, '--format=csv,noheader'], 30)
     data['nvidia_smi'] = out.strip()
     rc_q, out_q = run(log, [osp.join(bundle, 'bin', 'caffe'), 'device_query', '-gpu=0'], deadline.cap(60),
                       env=dict(env, GLOG_logtostderr='1'), cwd=bundle)
     m = re.search(r'Name:\s+(.*)', out_q)
     data['caffe_device'] = m.group(1).strip() if m else None
     ok = rc == 0 and rc_q == 0 and data['caffe_device']
-    return item('PASS' if ok else 'FAIL', f'{data["nvidia_smi"]}; runtime {data["cuda_runtime"]}, driver API '
-                                          f'{data["cuda_driver_api"]}; caffe device_query exit {rc_q}', **data)
+    detail = (f'{data["nvidia_smi"]}; runtime {data["cuda_runtime"]}, driver API {data["cuda_driver_api"]}; '
+              f'caffe device_query exit {rc_q}')
+    return item('PASS' if ok else 'FAIL', detail, **data)
 
 
 def build_lib(log, deadline, python, work):
@@ -693,6 +706,9 @@ def check_table4(log, deadline, bundle, env, python, lib_env, gpu, gpu_reason, l
 
 def main_check(args):
     """Run every item; write the log and results.json; exit 0 unless an item failed."""
+    chosen = set(args.only.split(',')) if args.only else set(ITEMS)
+    if chosen - set(ITEMS):
+        raise SystemExit(f'bench/device_check.py: ERROR: unknown --only items {sorted(chosen - set(ITEMS))}')
     os.makedirs(args.out, exist_ok=True)
     log = Log(osp.join(args.out, 'device_check.log'))
     deadline = Deadline(args.limit)
@@ -712,29 +728,44 @@ def main_check(args):
     record('bundle', entry)
     gpu, gpu_reason = gpu_presence(log)
     results['gpu'] = gpu_reason if not gpu else gpu_reason.splitlines()[0]
-    if bundle is None:
-        for name in ('gpu_info', 'gtest_gpu', 'nms', 'table4'):
-            record(name, item('FAIL', 'not run: the bundle check failed'))
-    else:
-        record('gpu_info', check_gpu_info(log, deadline, bundle, env, gpu, gpu_reason))
-        if gpu:
+    no_bundle = item('FAIL', 'not run: the bundle check failed')
+
+    def wanted(name):
+        """True when ``name`` is to run; else records it as SKIP (a partial re-run)."""
+        if name in chosen:
+            return True
+        record(name, item('SKIP', 'not selected (--only)'))
+        return False
+
+    if wanted('gpu_info'):
+        record('gpu_info', check_gpu_info(log, deadline, bundle, env, gpu, gpu_reason)
+               if bundle else no_bundle)
+    if wanted('gtest_gpu'):
+        if bundle is None:
+            record('gtest_gpu', no_bundle)
+        elif gpu:
             record('gtest_gpu', run_gtests(log, deadline, bundle, env, True, 300)[0])
         else:
             entry, plan = run_gtests(log, deadline, bundle, env, True, 0, execute=False)
-            record('gtest_gpu', entry or item('SKIP', f'{gpu_reason}: {plan["selected"]} GPU tests in '
-                                                      f'{plan["instances"]} suite instances selected, not run',
-                                              **plan))
+            record('gtest_gpu', entry or item(
+                'SKIP', f'{gpu_reason}: {plan["selected"]} GPU tests in {plan["instances"]} suite instances '
+                        f'selected, not run', **plan))
             record('gtest_cpu', run_gtests(log, deadline, bundle, env, False, 240)[0])
+    if 'nms' in chosen or 'table4' in chosen:
+        # NMS needs only lib/ and this Python, so it runs even when the bundle is missing or broken.
         lib_dir, lib_err = build_lib(log, deadline, args.python, work)
-        lib_env = dict(env, PYTHONPATH=':'.join([lib_dir or '', osp.join(bundle, 'pylib')]))
+        pylib = [osp.join(bundle, 'pylib')] if bundle else []
+        lib_env = dict(env or os.environ, PYTHONPATH=':'.join([lib_dir or ''] + pylib))
+    if wanted('nms'):
         record('nms', check_nms(log, deadline, args.python, lib_env, gpu, gpu_reason, lib_err))
+    if wanted('table4'):
         record('table4', check_table4(log, deadline, bundle, env, args.python, lib_env, gpu, gpu_reason,
-                                      lib_err))
+                                      lib_err) if bundle else no_bundle)
     failed = [n for n, e in items.items() if e['status'] == 'FAIL']
     results['failed'] = failed
     results['seconds'] = round(args.limit - deadline.left() - deadline.reserve, 1)
-    record('summary', item('FAIL' if failed else 'PASS',
-                           f'{len(items)} items, failed: {", ".join(failed) or "none"}; {results["seconds"]} s'))
+    record('summary', item('FAIL' if failed else 'PASS', f'{len(items)} items, failed: '
+                           f'{", ".join(failed) or "none"}; {results["seconds"]} s'))
     return 1 if failed else 0
 
 
@@ -750,7 +781,9 @@ def main(argv=None):
     parser.add_argument('--bundle', default=os.environ.get('DEVICE_BUNDLE', DEFAULT_BUNDLE))
     parser.add_argument('--work', default=os.environ.get('DEVICE_WORK', '/tmp/frcnn-device-check'))
     parser.add_argument('--python', default=sys.executable, help='the Python that builds and runs lib/')
-    parser.add_argument('--limit', type=int, default=450, help='wall-clock budget of the whole check (s)')
+    parser.add_argument('--only', default='', help=f'comma-separated items to run (default all: {ITEMS})')
+    parser.add_argument('--limit', type=int, default=DEFAULT_LIMIT,
+                        help='wall-clock budget of the whole check (s)')
     return main_check(parser.parse_args(argv))
 
 

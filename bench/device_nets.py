@@ -62,7 +62,7 @@ def _new_net(src, suffix, inputs):
 
 
 def _copy_available(src_layers, net, available):
-    """Append each non-Python layer of ``src_layers`` whose bottoms are all ``available``; returns their names."""
+    """Append each non-Python layer of ``src_layers`` whose bottoms are all ``available``; return names."""
     kept = []
     for layer in src_layers:
         if layer.type == 'Python' or not set(layer.bottom) <= available:
@@ -131,7 +131,7 @@ def conv_layer(net, name):
 
 
 def train_top_shapes(train, feature_height, feature_width, image_shape=IMAGE_SHAPE):
-    """Shapes our Python layers give their tops for one image of ``image_shape`` (see lib/rpn, roi_data_layer)."""
+    """Shapes our Python layers give their tops for one image of ``image_shape`` (lib/rpn, roi_data_layer)."""
     from fast_rcnn.config import cfg
     anchors = conv_layer(train, 'rpn_cls_score').convolution_param.num_output // 2
     classes = conv_layer(train, 'cls_score').inner_product_param.num_output

@@ -82,9 +82,11 @@ hash_files() {  # path and content of each file, so renames count too
 }
 build_key=$(
   {
-    echo "$upstream_version|$("$nvcc" --version | tail -1)|$(g++ -dumpfullversion)|$(protoc --version || true)"
+    echo "$upstream_version|$("$nvcc" --version | tail -1)|$(g++ -dumpfullversion)"
+    protoc --version || true
     printf '%s\n' "${cmake_args[@]}"
-    hash_files caffe-fast-rcnn/include caffe-fast-rcnn/src caffe-fast-rcnn/patches caffe-fast-rcnn/device/patches
+    hash_files caffe-fast-rcnn/include caffe-fast-rcnn/src caffe-fast-rcnn/patches \
+      caffe-fast-rcnn/device/patches
   } | sha256sum | cut -c1-16
 )
 key=$(
@@ -112,18 +114,20 @@ if [ -f "$dir/.complete" ]; then
   exit 0
 fi
 
-# ---- compile (reused when complete) ---------------------------------------------------------------------------
+# ---- compile (reused when complete) -------------------------------------------------------------------
 src=$build_dir/src
 build=$build_dir/build
 if [ ! -f "$build_dir/.complete" ]; then
-  echo "==> building the device Caffe (CUDA sm_$cuda_arch_bin + PTX, no OpenCV/LevelDB/LMDB/Python) in $build_dir"
+  echo "==> building the device Caffe (CUDA sm_$cuda_arch_bin + PTX, no OpenCV/LevelDB/LMDB/Python)" \
+    "in $build_dir"
   rm -rf "$build_dir"
   mkdir -p "$build_dir"
   cp -a "$pristine" "$src"
   cp -r "$overlay/include" "$overlay/src" "$src/"
   # Our patches, then the device build's own (options the main build never turns off).
   for p in "$overlay"/patches/*.patch "$here"/patches/*.patch; do
-    patch -d "$src" -p1 --batch --forward --quiet <"$p" || die "patch $(basename "$p") does not apply to $src."
+    patch -d "$src" -p1 --batch --forward --quiet <"$p" \
+      || die "patch $(basename "$p") does not apply to $src."
   done
   launcher=()
   if command -v ccache >/dev/null; then
@@ -139,7 +143,7 @@ if [ ! -f "$build_dir/.complete" ]; then
   if [ -x "$build_dir/nvcc-ccache" ]; then
     # FindCUDA resets CUDA_NVCC_EXECUTABLE on the first configure of a toolkit root: set it on a second one.
     (cd "$build" && cmake -DCUDA_NVCC_EXECUTABLE="$build_dir/nvcc-ccache" . >>"$build_dir/cmake.log" 2>&1) \
-      || { tail -30 "$build_dir/cmake.log" >&2; die "cmake (nvcc wrapper) failed (see $build_dir/cmake.log)."; }
+      || { tail -30 "$build_dir/cmake.log" >&2; die "cmake (nvcc wrapper) failed: $build_dir/cmake.log."; }
   fi
   start=$(date +%s)
   (cd "$build" && make -j"$jobs" caffe caffe.bin test.testbin >"$build_dir/make.log" 2>&1) \
@@ -149,7 +153,7 @@ if [ ! -f "$build_dir/.complete" ]; then
   touch "$build_dir/.complete"
 fi
 
-# ---- stage: binaries, collected libraries, test data, timing nets --------------------------------------------
+# ---- stage: binaries, collected libraries, test data, timing nets -------------------------------------
 echo "==> staging the device bundle in $dir"
 rm -rf "$dir"
 stage=$dir/stage/frcnn-device
@@ -163,7 +167,8 @@ tr -d ' \n' <"$header" | grep -q \
   'Types<CPUDevice<float>,CPUDevice<double>,GPUDevice<float>,GPUDevice<double>>TestDtypesAndDevices' \
   || die "$header no longer lists TestDtypesAndDevices as CPU float, CPU double, GPU float, GPU double."
 cat "$src"/src/caffe/test/*.cpp "$src"/src/caffe/test/*.cu \
-  | sed -n 's/.*class \([A-Za-z0-9_]*\) *: *public GPUDeviceTest.*/\1/p' | sort -u >"$stage/gtest_gpu_fixtures.txt"
+  | sed -n 's/.*class \([A-Za-z0-9_]*\) *: *public GPUDeviceTest.*/\1/p' \
+  | sort -u >"$stage/gtest_gpu_fixtures.txt"
 [ -s "$stage/gtest_gpu_fixtures.txt" ] || die "found no GPUDeviceTest fixtures in $src/src/caffe/test."
 # Caffe's solver tests read src/caffe/test/test_data/... relative to the working directory.
 cp -r "$src/src/caffe/test/test_data" "$stage/src/caffe/test/"

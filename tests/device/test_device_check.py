@@ -110,7 +110,8 @@ def gpu_fixtures(caffe_dir):
 def test_gtest_split_matches_what_gtest_selects():
     env = build_env()
     binary = env['CAFFE_TEST_BIN']
-    listing = subprocess.run([binary, '--gtest_list_tests'], capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run([binary, '--gtest_list_tests'], capture_output=True, text=True,
+                             check=True).stdout
     instances = check.parse_listing(listing)
     gpu = check.split_gpu_cpu(instances, gpu_fixtures(env['CAFFE_DIR']))
     total = sum(len(t) for _, t in instances)
@@ -135,7 +136,8 @@ def test_gtest_output_parser():
             '[  FAILED  ] 2 tests, listed below:\n[  FAILED  ] NetTest/2.TestReshape, where TypeParam = x\n'
             '[  FAILED  ] ROIPoolingLayerTest/3.TestGradient\n')
     r = check.parse_gtest_output(text)
-    assert r == {'ran': 12, 'passed': 10, 'failed': ['NetTest/2.TestReshape', 'ROIPoolingLayerTest/3.TestGradient']}
+    assert r == {'ran': 12, 'passed': 10,
+                 'failed': ['NetTest/2.TestReshape', 'ROIPoolingLayerTest/3.TestGradient']}
     assert check.parse_gtest_output('Segmentation fault') == {'ran': None, 'passed': None, 'failed': []}
 
 
@@ -239,7 +241,8 @@ def test_conv_and_region_nets_compute_what_the_test_net_computes(zf_nets, monkey
     assert rois.shape[0] > 10
     conv.blobs['data'].data[...] = image
     conv.forward()
-    np.testing.assert_array_equal(conv.blobs['rpn_cls_prob_reshape'].data, full.blobs['rpn_cls_prob_reshape'].data)
+    np.testing.assert_array_equal(conv.blobs['rpn_cls_prob_reshape'].data,
+                                  full.blobs['rpn_cls_prob_reshape'].data)
     np.testing.assert_array_equal(conv.blobs['rpn_bbox_pred'].data, full.blobs['rpn_bbox_pred'].data)
     region.blobs['conv5'].data[...] = conv.blobs['conv5'].data
     region.blobs['rois'].reshape(*rois.shape)
@@ -255,7 +258,7 @@ def test_conv_and_region_nets_compute_what_the_test_net_computes(zf_nets, monkey
 @pytest.fixture(scope='module')
 def unpacked(tmp_path_factory):
     if not ARCHIVE.is_file():
-        pytest.skip(f'{ARCHIVE.relative_to(REPO)} not built (run `make device-bundle`, ~15 min the first time)')
+        pytest.skip(f'{ARCHIVE.relative_to(REPO)} not built: run `make device-bundle` (~15 min at first)')
     return Path(check.unpack(str(ARCHIVE), str(tmp_path_factory.mktemp('bundle'))))
 
 
@@ -263,7 +266,8 @@ def test_bundle_matches_its_manifest_and_is_self_contained(unpacked):
     assert bundle.verify(unpacked) == []
     manifest = __import__('json').loads((unpacked / bundle.MANIFEST).read_text())
     assert set(manifest['external_libs']) <= bundle.EXTERNAL_LIBS
-    assert ARCHIVE.stat().st_size < 64 * 2**20 * 0.75, 'the archive must stay well under the 64 MiB carry limit'
+    # well under the 64 MiB the device tool carries, with the repository's own files beside it
+    assert ARCHIVE.stat().st_size < 48 * 2**20
 
 
 def test_bundle_binaries_load_with_only_cuda_added(unpacked):
