@@ -615,6 +615,12 @@ def build_lib(log, deadline, python, work):
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(osp.join(REPO, 'lib'), dest, ignore=shutil.ignore_patterns('*.so', 'build', '__pycache__',
                                                                               '*.c', '*.cpp'))
+    probe = ('import sysconfig, os, numpy, Cython, setuptools; h = sysconfig.get_paths()["include"]; '
+             'print(h if os.path.isfile(os.path.join(h, "Python.h")) else "no Python.h in " + h)')
+    rc, out = run(log, [python, '-c', probe], 60)
+    if rc != 0 or out.startswith('no Python.h'):
+        tail = out.strip().splitlines()[-1] if out.strip() else ''
+        return None, f'{python} cannot build lib/ (needs numpy, Cython, setuptools and its headers): {tail}'
     env = dict(os.environ)
     env.pop('CAFFE_VARIANT', None)
     if not shutil.which('nvcc') and osp.isfile('/usr/local/cuda/bin/nvcc'):

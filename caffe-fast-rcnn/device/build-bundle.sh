@@ -12,8 +12,8 @@
 #
 # Same Caffe source, Debian patches, our patches and layers as the main build, but CUDA for sm_90 (+ PTX
 # compute_90) only and no OpenCV / LevelDB / LMDB / Python: the device has its own Python and none of
-# Debian's libraries. The build, the staged bundle and the archive live in $FRCNN_CACHE/device-<key>/, keyed
-# by every input; a complete one is reused in seconds.
+# Debian's libraries. The compile lives in $FRCNN_CACHE/device-build-<key>/ (keyed by the compile inputs), the
+# staged bundle and archive in $FRCNN_CACHE/device-<key>/ (keyed by everything); complete ones are reused.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -61,10 +61,10 @@ cmake_args=(
   -DCUDA_ARCH_NAME=Manual -DCUDA_ARCH_BIN="$cuda_arch_bin" -DCUDA_ARCH_PTX="$cuda_arch_ptx"
   -DCUDA_NVCC_FLAGS="-static-global-template-stub=false;-device-entity-has-hidden-visibility=false"
   -DBUILD_only_tests="$only_tests"
-  # Relocatable: binaries find the bundle's lib/ from wherever it is unpacked. A system prefix keeps Caffe's
-  # Misc.cmake from replacing the RPATH with an absolute install path. DT_RPATH (not RUNPATH) is also searched
-  # for the dependencies of the collected libraries, and before LD_LIBRARY_PATH.
-  -DCMAKE_INSTALL_PREFIX=/usr -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON -DCMAKE_INSTALL_RPATH_USE_LINK_PATH=OFF
+  # Relocatable: binaries find the bundle's lib/ from wherever it is unpacked (device patch 0002 keeps Caffe's
+  # Misc.cmake from replacing this RPATH). DT_RPATH (not RUNPATH) is also searched for the dependencies of the
+  # collected libraries, and before LD_LIBRARY_PATH.
+  -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON -DCMAKE_INSTALL_RPATH_USE_LINK_PATH=OFF
   -DCMAKE_INSTALL_RPATH="\$ORIGIN:\$ORIGIN/../lib"
   -DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags -DCMAKE_SHARED_LINKER_FLAGS=-Wl,--disable-new-dtags
 )

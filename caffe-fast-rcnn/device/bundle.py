@@ -165,7 +165,7 @@ def closure_problems(stage, elves=None):
 
     Every NEEDED library must be a file in ``stage/lib`` or one of EXTERNAL_LIBS; the bundle's binaries
     must carry BUNDLE_RPATH as DT_RPATH (RUNPATH would not cover the collected libraries' own needs), and
-    no collected library may carry a RUNPATH, which would hide the binaries' RPATH from its needs.
+    a collected library may carry no RUNPATH but ``$ORIGIN`` (Debian's OpenBLAS libblas has that one).
     ``elves``: a precomputed ``describe(stage)['elf']``.
     """
     stage = Path(stage)
@@ -179,7 +179,8 @@ def closure_problems(stage, elves=None):
         for name in info['needed']:
             if name not in shipped and name not in EXTERNAL_LIBS:
                 problems.append(f'{rel} needs {name}: not in lib/ and neither glibc nor CUDA')
-        if info['runpath']:
+        # A RUNPATH hides the binaries' RPATH from this object's needs: only $ORIGIN (lib/ itself) will do.
+        if info['runpath'] and not (rel.startswith('lib/') and info['runpath'] == '$ORIGIN'):
             problems.append(f'{rel} has RUNPATH {info["runpath"]}: it would not search the bundle')
         own = rel.startswith('bin/') or Path(rel).name.startswith('libcaffe')
         if own and info['rpath'] != BUNDLE_RPATH:
