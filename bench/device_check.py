@@ -193,8 +193,10 @@ def driver_lib():
     for d in ('/usr/local/nvidia/lib64', '/usr/local/nvidia/lib', '/usr/lib/x86_64-linux-gnu', '/usr/lib64'):
         if osp.exists(osp.join(d, 'libcuda.so.1')):
             return osp.join(d, 'libcuda.so.1')
+    # root's PATH may lack /sbin, where Debian and Ubuntu keep ldconfig
+    ldconfig = shutil.which('ldconfig') or '/sbin/ldconfig'
     try:
-        out = subprocess.run(['ldconfig', '-p'], capture_output=True, text=True).stdout
+        out = subprocess.run([ldconfig, '-p'], capture_output=True, text=True).stdout
     except OSError:
         return None
     m = re.search(r'libcuda\.so\.1 .*=> (\S+)', out)

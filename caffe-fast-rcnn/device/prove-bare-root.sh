@@ -33,7 +33,9 @@ FRESH_ROOT=$root "$fresh" "$repo" "
           'libprotobuf*' 'libhdf5*' 'libopenblas*' 'libblas*' 'libgfortran*' 'libopencv*' 2>/dev/null \
           | sed -n 's/^installed //p' || true)
   pattern='libboost|libglog|libgflags|libprotobuf|libhdf5|libopenblas|libblas[.]|libgfortran'
-  libs=\$(ldconfig -p | grep -E \"\$pattern\" || true)
+  cache=\$(/sbin/ldconfig -p) || { echo 'ERROR: /sbin/ldconfig -p failed' >&2; exit 1; }
+  libs=\$(grep -E \"\$pattern\" <<<\"\$cache\" || true)
+  echo \"ld.so cache: \$(wc -l <<<\"\$cache\") entries\"
   echo \"packages: \${pkgs:-none}; ldconfig: \${libs:-none}\"
   [ -z \"\$pkgs\$libs\" ] || { echo 'ERROR: this root is not bare' >&2; exit 1; }
   python3 -m pip install -q --disable-pip-version-check $pins
