@@ -47,7 +47,7 @@ GTEST_SHARDS = 4
 DEFAULT_LIMIT = 450
 STATUS = ('PASS', 'FAIL', 'SKIP')
 # The items after `bundle` (which always runs), in order; --only picks some of them for a re-run.
-ITEMS = ('gpu_info', 'gtest_gpu', 'nms', 'table4')
+ITEMS = ('gpu_info', 'nms', 'table4', 'gtest_gpu')
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -748,6 +748,17 @@ def main_check(args):
     if wanted('gpu_info'):
         record('gpu_info', check_gpu_info(log, deadline, bundle, env, gpu, gpu_reason)
                if bundle else no_bundle)
+    if 'nms' in chosen or 'table4' in chosen:
+        # NMS needs only lib/ and this Python, so it runs even when the bundle is missing or broken.
+        lib_dir, lib_err = build_lib(log, deadline, args.python, work)
+        pylib = [osp.join(bundle, 'pylib')] if bundle else []
+        lib_env = dict(env or os.environ, PYTHONPATH=':'.join([lib_dir or ''] + pylib))
+    if wanted('nms'):
+        record('nms', check_nms(log, deadline, args.python, lib_env, gpu, gpu_reason, lib_err))
+    if wanted('table4'):
+        record('table4', check_table4(log, deadline, bundle, env, args.python, lib_env, gpu, gpu_reason,
+                                      lib_err) if bundle else no_bundle)
+    # Last: the gtests are the likeliest to run long, so they get what the quicker items leave.
     if wanted('gtest_gpu'):
         if bundle is None:
             record('gtest_gpu', no_bundle)
@@ -759,16 +770,6 @@ def main_check(args):
                 'SKIP', f'{gpu_reason}: {plan["selected"]} GPU tests in {plan["instances"]} suite instances '
                         f'selected, not run', **plan))
             record('gtest_cpu', run_gtests(log, deadline, bundle, env, False, 240)[0])
-    if 'nms' in chosen or 'table4' in chosen:
-        # NMS needs only lib/ and this Python, so it runs even when the bundle is missing or broken.
-        lib_dir, lib_err = build_lib(log, deadline, args.python, work)
-        pylib = [osp.join(bundle, 'pylib')] if bundle else []
-        lib_env = dict(env or os.environ, PYTHONPATH=':'.join([lib_dir or ''] + pylib))
-    if wanted('nms'):
-        record('nms', check_nms(log, deadline, args.python, lib_env, gpu, gpu_reason, lib_err))
-    if wanted('table4'):
-        record('table4', check_table4(log, deadline, bundle, env, args.python, lib_env, gpu, gpu_reason,
-                                      lib_err) if bundle else no_bundle)
     failed = [n for n, e in items.items() if e['status'] == 'FAIL']
     results['failed'] = failed
     results['seconds'] = round(args.limit - deadline.left() - deadline.reserve, 1)
