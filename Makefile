@@ -5,6 +5,7 @@
 #   make test       builds whatever is missing, then the C++ gtests (CPU instances), the linter and pytest
 #   make clean      removes in-repo build outputs (the Caffe cache stays: $FRCNN_CACHE)
 #   make CPU_ONLY=1 forces the CPU-only Caffe (default: CUDA when nvcc, cuBLAS and cuRAND are found)
+#   make device-bundle   the lean sm_90 Caffe + its libraries for bench/device_check.sh (docs/device-check.md)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -122,3 +123,9 @@ clean:
 # clean + the virtual environment and the generated dataset
 distclean: clean
 	rm -rf $(VENV) data/SYNTHdevkit
+
+# ---- GPU device check (docs/device-check.md): built in $FRCNN_CACHE/device-<key>/, copied to build/device/
+.PHONY: device-bundle
+device-bundle: all
+	@nice -n 19 $(REPO)/caffe-fast-rcnn/device/build-bundle.sh $(PY) $(REPO)/build/device
+
