@@ -88,8 +88,15 @@ def parse_args(argv=None):
     parser.add_argument('--only', default=None,
                         help='comma-separated row ids or prefixes (e.g. t1_ss,t5); their dependencies '
                              'run too')
+    parser.add_argument('--report-only', action='store_true',
+                        help='compute nothing: write the report from the steps recorded so far (the others '
+                             'say "not computed")')
     parser.add_argument('--set', dest='set_cfgs', default=[], nargs='+', help='config KEY VALUE pairs')
     return parser.parse_args(argv)
+
+
+class NotComputed(Exception):
+    """``--report-only`` met a step that has no record yet."""
 
 
 class PaperRun:
@@ -124,6 +131,8 @@ class PaperRun:
         if osp.isfile(path):
             with open(path, encoding='utf-8') as f:
                 return json.load(f)
+        if self.args.report_only:
+            raise NotComputed(name)
         print(f'[paper] step {name} starts ({format_eta(time.perf_counter() - self.started)} elapsed)',
               flush=True)
         start = time.perf_counter()
@@ -282,6 +291,13 @@ class PaperRun:
                     'regions_per_image': timing['regions_per_image'], 'model': model, **(extra or {})}
         return self.step(f'row_{row}', run)
 
+    def optional(self, func):
+        """``func()``, or None when ``--report-only`` finds it not computed."""
+        try:
+            return func()
+        except NotComputed:
+            return None
+
     def not_run(self, row, reason):
         """A row this run cannot compute, with the reason (never a number)."""
         return {'status': 'not run', 'reason': reason}
@@ -295,7 +311,10 @@ class PaperRun:
         rpn_sets = {'TEST.HAS_RPN': True}
         results = {}
         for k, row in enumerate(wanted, start=1):
-            results[row] = self.row(row, fast_test, rpn_sets)
+            try:
+                results[row] = self.row(row, fast_test, rpn_sets)
+            except NotComputed as missing:
+                results[row] = {'status': 'not computed', 'reason': f'step {missing} has not run yet'}
             elapsed = time.perf_counter() - self.started
             print(f'[paper] row {k}/{len(wanted)} {row}: {paper.ROWS[row][2]} {paper.ROWS[row][3]} -> '
                   f'{results[row].get("map", results[row].get("reason"))}; {format_eta(elapsed)} elapsed, '
@@ -502,8 +521,8 @@ def main(argv=None):
     test_imdb = get_imdb(args.test_imdb)
     results = run.rows()
     only = args.only.split(',') if args.only else None
-    recall = run.recall() if only is None or 'fig2' in only else None
-    anchors = run.anchor_sizes() if only is None or 'anchors' in only else None
+    recall = run.optional(run.recall) if only is None or 'fig2' in only else None
+    anchors = run.optional(run.anchor_sizes) if only is None or 'anchors' in only else None
     trained = {'alt_opt': run.alt_opt()} if osp.isfile(run._step_path('alt_opt')) else {}
     for name in ('fast_rcnn_selective_search', 'fast_rcnn_edge_boxes', 'fast_rcnn_dense',
                  'end2end_equal_time', 'end2end_released_ratio'):
@@ -512,7 +531,8 @@ def main(argv=None):
                 trained[name] = json.load(f)
     pictures = (['fig2_recall.png'] if recall else []) + run.loss_curves(trained)
     if only is None or any('t3'.startswith(p) or p.startswith('t3') for p in only):
-        results['t3_voc2012_test'] = run.table3()
+        results['t3_voc2012_test'] = run.optional(run.table3) or {
+            'status': 'not computed', 'reason': 'its steps have not run yet'}
     ss_source = (results.get('t1_ss_ss') or {}).get('proposal_source')
     notes = [f'Selective Search: {ss_source}, "fast" mode; EdgeBoxes: OpenCV ximgproc on a Sobel edge map '
              '(not the structured-forest edges of the EB paper; see datasets/external_proposals.py).'

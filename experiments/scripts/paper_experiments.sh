@@ -7,6 +7,7 @@
 #   NET      ZF | VGG16 (PASCAL VOC) or TINY (the embedded synth dataset)
 #   DATASET  pascal_voc | pascal_voc_0712 | synth | synth_mini
 #   --only   comma-separated row ids or prefixes (t1, t1_ss, t5, joint, fig2, anchors); default: all
+#   --report-only  compute nothing: rewrite the report from the steps finished so far
 #   ITERS="n1 n2 n3 n4" (environment) overrides the alt-opt stages' iterations, as for faster_rcnn_alt_opt.sh.
 # Writes output/faster_rcnn_alt_opt/paper/report.md, report.json and the PNGs. Finished steps are kept
 # (output/faster_rcnn_alt_opt/paper/steps/): rerunning after a kill continues where it stopped. The alt-opt
@@ -16,7 +17,7 @@
 set -e
 set -o pipefail
 if [ $# -lt 3 ]; then
-  sed -n '2,14p' "$0"
+  sed -n '2,15p' "$0"
   exit 1
 fi
 GPU_ID=$1
@@ -25,17 +26,21 @@ DATASET=$3
 shift 3
 ONLY_ARGS=()
 SET_ARGS=()
+REPORT_ONLY=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --only) ONLY_ARGS=(--only "$2"); shift 2 ;;
+    --only) ONLY_ARGS+=(--only "$2"); shift 2 ;;
+    --report-only) ONLY_ARGS+=(--report-only); REPORT_ONLY=1; shift ;;
     --set) shift; SET_ARGS=(--set "$@"); break ;;
-    *) echo "unknown argument $1 (expected --only ROWS or --set KEY VALUE ...)" >&2; exit 1 ;;
+    *) echo "unknown argument $1 (expected --only ROWS, --report-only or --set KEY VALUE ...)" >&2; exit 1 ;;
   esac
 done
 METHOD=faster_rcnn_alt_opt
 source "$(dirname "${BASH_SOURCE[0]}")/_datasets.sh"
 
-ensure_init_model faster_rcnn_test.pt
+if [ "$REPORT_ONLY" = 0 ]; then
+  ensure_init_model faster_rcnn_test.pt
+fi
 ITER_ARGS=()
 SINGLE_ITER_ARGS=()
 if [ -n "$ITERS" ]; then

@@ -7,7 +7,8 @@ paper's claims hold on the data, with the numbers. mAPs are fractions (0.587), a
 them; the paper's percentages are stored the same way.
 
 A result dict: ``{'status': 'ok', 'map': float, 'ap': {class: AP}, 'timing': {segment: ms},
-'regions_per_image': float}`` or ``{'status': 'not run', 'reason': str}``.
+'regions_per_image': float}``, ``{'status': 'not run', 'reason': str}`` (cannot be computed here) or
+``{'status': 'not computed', 'reason': str}`` (a report written before the row's steps ran).
 """
 
 import json
@@ -201,7 +202,7 @@ def _ours(results, row):
     if not entry:
         return 'not computed'
     if entry.get('status') != 'ok':
-        return f'not run ({entry.get("reason", "?")})'
+        return f'{entry.get("status", "not run")} ({entry.get("reason", "?")})'
     return _pct(entry['map'])
 
 

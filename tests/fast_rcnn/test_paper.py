@@ -111,3 +111,10 @@ def test_table3_lists_the_server_archives(tmp_path):
     text = paper.write_report({'t3_voc2012_test': {'status': 'not run', 'reason': 'no server'}},
                               str(tmp_path), meta)
     assert '| SS | 2k | 12 | not run (no server) | 65.7 |' in text
+
+
+def test_rows_not_computed_yet_say_so(tmp_path):
+    meta = {'net': 'TINY', 'dataset': 'synth', 'train_imdb': 'x', 'test_imdb': 'y', 'device': 'CPU'}
+    results = {'t1_ss_ss': {'status': 'not computed', 'reason': 'step fast_rcnn_ss has not run yet'}}
+    text = paper.write_report(results, str(tmp_path), meta)
+    assert '| SS 2k | SS | 2k | not computed (step fast_rcnn_ss has not run yet) | 58.7 | — |' in text

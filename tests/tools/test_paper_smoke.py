@@ -5,6 +5,7 @@ nothing."""
 import json
 import os
 import os.path as osp
+import shutil
 
 import pytest
 
@@ -48,3 +49,8 @@ def test_paper_report_on_synth_mini(exp_dir, run_in_repo):
     again = run_in_repo(command)
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
     assert 'starts (' not in again.stdout
+    # --report-only on a folder with no steps: every row says it was not computed, nothing runs
+    empty = run_in_repo(command[:4] + ['--report-only', '--set', 'EXP_DIR', exp_dir + '_empty'])
+    shutil.rmtree(osp.join(ROOT, 'output', exp_dir + '_empty'), ignore_errors=True)
+    assert empty.returncode == 0, empty.stdout[-4000:] + empty.stderr[-4000:]
+    assert 'starts (' not in empty.stdout and 'not computed (step ' in empty.stdout
