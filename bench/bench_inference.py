@@ -4,7 +4,7 @@
         [--tiny-weights MODEL] [--runs 1] [--threads N] [--ghz G] [--flops-per-cycle F]
 
 Each net's test prototxt (models/synth/TINY, models/pascal_voc/{ZF,VGG16}, faster_rcnn_end2end) gets seeded
-He weights (tools/make_init_model.py's ``he_init``, conv1 scaled for a unit-variance input as
+He weights (``fast_rcnn.init_model.he_init``, conv1 scaled for a unit-variance input as
 tools/compare_backends.py --unit-input does, so that the objectness does not saturate into ties and both
 engines keep 300 RoIs; ``--tiny-weights`` uses a trained TINY instead), and the
 same caffemodel runs on both engines: our Caffe (CPU, OpenBLAS) through ``fast_rcnn.test.forward_timed``
@@ -26,7 +26,6 @@ A benchmark, not a test: it prints numbers and asserts nothing.
 """
 
 import argparse
-import importlib.util
 import os
 import os.path as osp
 import platform
@@ -94,15 +93,6 @@ def flops_per_cycle(vendor, family, flags):
     return 16.0, 'SSE: 4 fp32 lanes x (1 multiply + 1 add) x 2 pipes'
 
 
-def _load_tool(name):
-    """A module from tools/ (scripts, not a package)."""
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def layer_macs(net, bounds):
     """Multiply-adds per segment of a pycaffe ``net`` after a forward pass: dict segment → count."""
     from fast_rcnn.test import SEGMENTS
@@ -118,8 +108,9 @@ def layer_macs(net, bounds):
     return out
 
 
-def bench_net(arch, args, cfg, caffe, deploy, frt, tools, cv2, np):
+def bench_net(arch, args, cfg, caffe, deploy, frt, cv2, np):
     """Time one net on both engines. Returns (rows, macs): rows = {engine: {segment: seconds}}."""
+    from fast_rcnn.init_model import he_init, scale_to_unit_input
     from fast_rcnn.models import adapt_prototxt
     from utils.timer import Timer
     rel, num_classes = PROTOTXTS[arch]
@@ -134,8 +125,8 @@ def bench_net(arch, args, cfg, caffe, deploy, frt, tools, cv2, np):
         net.copy_from(args.tiny_weights)
         weights = args.tiny_weights
     else:
-        tools['make_init_model'].he_init(net, np.random.default_rng(args.seed))
-        tools['compare_backends'].scale_to_unit_input(net, blobs['data'])
+        he_init(net, np.random.default_rng(args.seed))
+        scale_to_unit_input(net, blobs['data'])
         weights = osp.join(args.out_dir, f'{arch}_he_{args.seed}_unit.caffemodel')
         net.save(weights)
     cv_net, _ = deploy.open_opencv_net(prototxt, weights, num_classes, args.out_dir, cfg.TEST)
@@ -170,7 +161,6 @@ def main(argv=None):
     cfg.GPU_ID = -1
     cfg.TEST.HAS_RPN = True
     cfg.TEST.RPN_MIN_SIZE = 0
-    tools = {name: _load_tool(name) for name in ('make_init_model', 'compare_backends')}
 
     model, vendor, family, flags, mhz = cpu_info()
     per_cycle, why = flops_per_cycle(vendor, family, flags)
@@ -196,7 +186,7 @@ def main(argv=None):
     print(header)
     print('-' * len(header))
     for arch in args.nets:
-        rows, macs = bench_net(arch, args, cfg, caffe, deploy, frt, tools, cv2, np)
+        rows, macs = bench_net(arch, args, cfg, caffe, deploy, frt, cv2, np)
         conv_macs = macs['conv+RPN']
         for engine, row in rows.items():
             # Region-wise work is per RoI: scale the count from our Caffe's run to this engine's RoIs.

@@ -480,7 +480,7 @@ def proposal_worker(use_gpu, feature_h, feature_w, repeats):
     deltas = (rng.normal(0, 0.2, (1, 4 * a, feature_h, feature_w))).astype(np.float32)
     settings = cfg.TEST
 
-    def step():
+    def step(gpu_id):
         # the same reshapes ProposalLayer.forward does, then the shared pipeline
         scores = prob[:, a:, :, :].transpose(0, 2, 3, 1).reshape(-1)
         bbox_deltas = deltas.transpose(0, 2, 3, 1).reshape(-1, 4)
@@ -488,7 +488,7 @@ def proposal_worker(use_gpu, feature_h, feature_w, repeats):
         return generate_proposals(all_anchors, bbox_deltas, scores, 600, 1000,
                                   min_size=settings.RPN_MIN_SIZE, pre_nms_top_n=settings.RPN_PRE_NMS_TOP_N,
                                   post_nms_top_n=settings.RPN_POST_NMS_TOP_N,
-                                  nms_thresh=settings.RPN_NMS_THRESH)
+                                  nms_thresh=settings.RPN_NMS_THRESH, nms_gpu_id=gpu_id)
 
     result = {'anchors': int(a * feature_h * feature_w), 'pre_nms_top_n': settings.RPN_PRE_NMS_TOP_N,
               'post_nms_top_n': settings.RPN_POST_NMS_TOP_N}
@@ -496,12 +496,11 @@ def proposal_worker(use_gpu, feature_h, feature_w, repeats):
     for label, gpu_id in (('cpu_nms_ms', -1), ('gpu_nms_ms', 0)):
         if gpu_id >= 0 and not use_gpu:
             continue
-        cfg.USE_GPU_NMS, cfg.GPU_ID = gpu_id >= 0, gpu_id
-        outputs[label] = step()
+        outputs[label] = step(gpu_id)
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            step()
+            step(gpu_id)
             times.append((time.perf_counter() - t0) * 1000)
         result[label] = round(statistics.median(times), 3)
         result['proposals'] = int(len(outputs[label][0]))

@@ -10,7 +10,7 @@ the top-10 detections (IoU ≥ 0.99).
 
 OpenCV's proposal layer has no minimum box size; unless ``--keep-min-size``, cfg.TEST.RPN_MIN_SIZE is set
 to 0 here so both engines compute the same thing. ``--random-seed S`` replaces ``--net`` by seeded He
-weights (tools/make_init_model.py's ``he_init``), for the nets without trained models (ZF, VGG-16).
+weights (``fast_rcnn.init_model.he_init``), for the nets without trained models (ZF, VGG-16).
 
 Examples:
     .venv/bin/python tools/compare_backends.py --cpu --cfg experiments/cfgs/synth.yml --imdb synth_test \\
@@ -31,9 +31,9 @@ from _common import add_common_args, adapt_to_imdb, apply_config, fail, init_caf
     require_imdb, require_weights
 from fast_rcnn import deploy
 from fast_rcnn.config import cfg, get_output_dir
+from fast_rcnn.init_model import he_init, scale_to_unit_input
 from fast_rcnn.models import ROI_POOLING_TYPE
 from fast_rcnn.test import PROPOSAL_TOP, get_image_blob, im_detect, test_net
-from make_init_model import he_init
 
 
 def parse_args(argv=None):
@@ -75,7 +75,8 @@ def main(argv=None):
         net = caffe.Net(adapted, caffe.TEST)
         he_init(net, np.random.default_rng(args.random_seed))
         if args.unit_input:
-            data, _ = get_image_blob(cv2.imread(imdb.image_path_at(0)), cfg.TEST.SCALES, cfg.TEST.MAX_SIZE)
+            data, _ = get_image_blob(cv2.imread(imdb.image_path_at(0)), cfg.TEST.SCALES, cfg.TEST.MAX_SIZE,
+                                     cfg.PIXEL_MEANS)
             scale_to_unit_input(net, data)
         stem = f'{osp.splitext(osp.basename(args.prototxt))[0]}_he_{args.random_seed}'
         stem += '_unit' if args.unit_input else ''
@@ -101,13 +102,6 @@ def main(argv=None):
     if args.eval:
         results['eval'] = evaluate(net, cv_net, imdb)
     return results
-
-
-def scale_to_unit_input(net, data):
-    """Divide the first conv's weights of pycaffe ``net`` by the standard deviation of the input blob
-    ``data``: He weights assume unit-variance inputs (without this a random net's objectness saturates)."""
-    first = next(name for name, layer in zip(net._layer_names, net.layers) if layer.type == 'Convolution')
-    net.params[first][0].data[...] /= float(data.std())
 
 
 def compare_image(net, cv_net, path, settings, spatial_scale):

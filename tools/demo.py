@@ -18,7 +18,7 @@ import _init_paths  # noqa: F401
 from _common import add_backend_arg, add_common_args, add_net_args, apply_config, fail, init_caffe, \
     open_net, require_imdb, require_net_files
 from fast_rcnn.config import cfg
-from fast_rcnn.test import draw_detections, im_detect, postprocess_detections
+from fast_rcnn.test import detect_settings, draw_detections, im_detect, postprocess_detections
 from utils.timer import Timer
 
 
@@ -47,13 +47,15 @@ def main(argv=None):
     os.makedirs(args.out_dir, exist_ok=True)
     net = open_net(args, imdb.num_classes, args.out_dir, prefix='demo_')
     timer = Timer()
+    settings = detect_settings(cfg)
     for path in args.images:
         im = cv2.imread(path)
         if im is None:
             fail(f'cannot read image {path}')
         timer.tic()
-        scores, boxes = im_detect(net, im)
-        dets = postprocess_detections(scores, boxes, args.conf, cfg.TEST.NMS, cfg.TEST.MAX_PER_IMAGE)
+        scores, boxes = im_detect(net, im, settings=settings)
+        dets = postprocess_detections(scores, boxes, args.conf, settings.nms, cfg.TEST.MAX_PER_IMAGE,
+                                      settings.nms_gpu_id)
         timer.toc()
         out = osp.join(args.out_dir, osp.splitext(osp.basename(path))[0] + '_detections.png')
         cv2.imwrite(out, draw_detections(im, dets, imdb.classes, thresh=args.conf))

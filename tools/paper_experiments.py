@@ -460,6 +460,7 @@ class PaperRun:
         def run():
             from _common import init_caffe, open_test_net
             from datasets.factory import get_imdb
+            from fast_rcnn.test import detect_settings
             from rpn.generate import anchor_proposal_sizes
             for path in [ALT_OPT_CFG] + self.args.cfg_files:
                 cfg_from_file(path)
@@ -470,7 +471,8 @@ class PaperRun:
             imdb = get_imdb(self.args.test_imdb)
             net = open_test_net(osp.join(self.models, 'faster_rcnn_alt_opt', 'rpn_test.pt'),
                                 self.alt_opt()['final'], imdb.num_classes, osp.join(self.root, 'prototxt'))
-            return {'anchors': anchor_proposal_sizes(net, imdb), 'test_scale': cfg.TEST.SCALES[0]}
+            return {'anchors': anchor_proposal_sizes(net, imdb, detect_settings(cfg), cfg.TEST),
+                    'test_scale': cfg.TEST.SCALES[0]}
         return self.step('anchor_sizes', run)
 
     def loss_curves(self, steps):

@@ -11,6 +11,7 @@ from _common import add_common_args, add_net_args, apply_config, init_caffe, loc
     open_test_net, require_imdb, require_net_files
 from datasets.imdb import save_box_list
 from fast_rcnn.config import cfg, get_output_dir
+from fast_rcnn.test import detect_settings
 from rpn.generate import imdb_proposals
 
 
@@ -37,7 +38,7 @@ def main(argv=None):
     output_dir = get_output_dir(imdb.name)
     lock = lock_output_dir(output_dir)  # noqa: F841 (held until exit)
     net = open_test_net(args.prototxt, args.caffemodel, imdb.num_classes, osp.join(output_dir, 'prototxt'))
-    proposals = imdb_proposals(net, imdb)
+    proposals = imdb_proposals(net, imdb, detect_settings(cfg))
     path = args.out or osp.join(output_dir, osp.splitext(osp.basename(args.caffemodel))[0] + '_proposals.npz')
     save_box_list(path, imdb.image_index, proposals)
     print(f'Wrote proposals of {len(proposals)} images to {path}', flush=True)

@@ -146,12 +146,13 @@ def _generate_proposals(parent_cfg, stage_name, imdb_name, rpn_model, rpn_test_p
     cfg.TEST.RPN_POST_NMS_TOP_N = TRAIN_PROPOSALS_POST_NMS
     from datasets.factory import get_imdb
     from datasets.imdb import save_box_list
+    from fast_rcnn.test import detect_settings
     from rpn.generate import imdb_proposals
     init_caffe()
     imdb = get_imdb(imdb_name)
     output_dir = get_output_dir(imdb.name)
     net = open_test_net(rpn_test_prototxt, rpn_model, imdb.num_classes, osp.join(output_dir, 'prototxt'))
-    proposals = imdb_proposals(net, imdb)
+    proposals = imdb_proposals(net, imdb, detect_settings(cfg))
     path = osp.join(output_dir, osp.splitext(osp.basename(rpn_model))[0] + '_proposals.npz')
     save_box_list(path, imdb.image_index, proposals)
     print(f'[{stage_name}] wrote {sum(len(p) for p in proposals)} proposals of {len(proposals)} images '

@@ -38,7 +38,7 @@ case "$DATASET" in
     # Keyed by what it is made from (the dataset's stamp, the tool, the backbone), so a regenerated dataset or
     # a changed net gets a new one instead of a stale cached file.
     INIT_KEY=$(cat "data/SYNTHdevkit/SYNTH/synth_stamp.json" tools/make_init_model.py \
-      "${MODELS_DIR}/${NET}/faster_rcnn_alt_opt/faster_rcnn_test.pt" 2>/dev/null | sha1sum | cut -c1-12)
+      lib/fast_rcnn/init_model.py "${MODELS_DIR}/${NET}/faster_rcnn_alt_opt/faster_rcnn_test.pt" 2>/dev/null | sha1sum | cut -c1-12)
     WEIGHTS="output/init/${NET}_pretrained_${INIT_KEY}.caffemodel"
     INIT_ARGS=(--pretrain-imdb synth_trainval)
     if [ "$DATASET" = synth_mini ]; then

@@ -1,10 +1,11 @@
-"""Non-maximum suppression dispatch: the CUDA kernel when it is built and a GPU is in use, else the CPU one.
+"""Non-maximum suppression dispatch: the CUDA kernel when it is built and a GPU is asked for, else the CPU
+one.
 
 Both implementations keep the same boxes in the same order (see ``nms``), so callers need not care which
-one ran.
+one ran. The GPU is chosen by the caller (``nms_gpu_id(cfg)`` at a tool or layer boundary), never read
+from the global config here.
 """
 
-from fast_rcnn.config import cfg
 from fast_rcnn.device import gpu_usable
 from nms.cpu_nms import cpu_nms
 
@@ -14,15 +15,19 @@ except ImportError:  # CPU-only build: the CUDA extension is not compiled
     gpu_nms = None
 
 
-def nms(dets, thresh, force_cpu=False):
+def nms_gpu_id(config):
+    """The GPU NMS should run on under ``config`` (``cfg``): ``GPU_ID`` when ``USE_GPU_NMS``, else -1."""
+    return config.GPU_ID if config.USE_GPU_NMS else -1
+
+
+def nms(dets, thresh, gpu_id=-1):
     """Greedy NMS over ``dets`` (N×5 ``[x1, y1, x2, y2, score]``, 0-based pixel-inclusive).
 
     A box is dropped when its IoU with an already kept, higher-scoring box is > ``thresh``.
     Returns a 1-D int64 array of kept row indices, highest score first (ties: lower index first).
-    Runs on GPU ``cfg.GPU_ID`` when ``gpu_nms`` is built, ``cfg.USE_GPU_NMS`` is set, ``cfg.GPU_ID >= 0``
-    and ``force_cpu`` is false; otherwise on the CPU (with one warning when that GPU is not usable).
+    Runs on GPU ``gpu_id`` when ``gpu_nms`` is built and ``gpu_id >= 0``; otherwise on the CPU (with one
+    warning when that GPU is not usable).
     """
-    if gpu_nms is not None and cfg.USE_GPU_NMS and cfg.GPU_ID >= 0 and not force_cpu \
-            and gpu_usable(cfg.GPU_ID, 'NMS'):
-        return gpu_nms(dets, thresh, device_id=cfg.GPU_ID)
+    if gpu_nms is not None and gpu_id >= 0 and gpu_usable(gpu_id, 'NMS'):
+        return gpu_nms(dets, thresh, device_id=gpu_id)
     return cpu_nms(dets, thresh)

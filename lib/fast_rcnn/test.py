@@ -11,6 +11,7 @@ split point is the RoI pooling layer and the proposal segment is empty. Splittin
 computes exactly what one ``net.forward()`` computes.
 """
 
+import dataclasses
 import os
 import os.path as osp
 import time
@@ -21,7 +22,7 @@ import numpy as np
 from fast_rcnn.bbox_transform import bbox_transform_inv, clip_boxes
 from fast_rcnn.config import cfg, get_output_dir
 from fast_rcnn.models import ROI_POOLING_TYPE
-from fast_rcnn.nms_wrapper import nms
+from fast_rcnn.nms_wrapper import nms, nms_gpu_id
 from utils.blob import im_list_to_blob, prep_im_for_blob
 from utils.fileio import atomic_write, write_json_atomic
 from utils.image import read_image
@@ -37,15 +38,47 @@ _CANONICAL_ROI_AREA = 224 * 224
 _DEDUP_HASH = np.array([1, 1e3, 1e6, 1e9, 1e12])
 
 
-def get_image_blob(im, scales, max_size):
+@dataclasses.dataclass(frozen=True)
+class DetectSettings:
+    """What detection reads from the configuration, read once (``detect_settings``) and passed down.
+
+    ``scales`` / ``max_size``: test image pyramid (``cfg.TEST.SCALES`` / ``MAX_SIZE``); ``pixel_means``:
+    1×1×3 BGR means; ``has_rpn``: the net makes its own proposals; ``bbox_reg``: decode ``bbox_pred``;
+    ``svm``: score with ``cls_score`` instead of ``cls_prob``; ``dedup_boxes``: the RoI de-duplication
+    grid (0: off); ``nms``: post-processing NMS threshold; ``gpu_id``: the device tested on (-1: CPU);
+    ``nms_gpu_id``: where NMS runs (-1: CPU).
+    """
+    scales: tuple
+    max_size: int
+    pixel_means: np.ndarray
+    has_rpn: bool
+    bbox_reg: bool
+    svm: bool
+    dedup_boxes: float
+    nms: float
+    gpu_id: int
+    nms_gpu_id: int
+
+
+def detect_settings(config):
+    """``DetectSettings`` from ``config`` (``cfg``, with its ``TEST`` section)."""
+    return DetectSettings(scales=tuple(config.TEST.SCALES), max_size=config.TEST.MAX_SIZE,
+                          pixel_means=config.PIXEL_MEANS, has_rpn=bool(config.TEST.HAS_RPN),
+                          bbox_reg=bool(config.TEST.BBOX_REG), svm=bool(config.TEST.SVM),
+                          dedup_boxes=config.DEDUP_BOXES, nms=config.TEST.NMS, gpu_id=config.GPU_ID,
+                          nms_gpu_id=nms_gpu_id(config))
+
+
+def get_image_blob(im, scales, max_size, pixel_means):
     """Build the image pyramid blob.
 
     ``im``: H×W×3 BGR uint8. Returns ``(blob, im_scales)``: blob N×3×H'×W' float32 (one image per
-    entry of ``scales``, mean-subtracted with ``cfg.PIXEL_MEANS``) and an array of the N scale factors.
+    entry of ``scales``, mean-subtracted with ``pixel_means``, 1×1×3 BGR) and an array of the N scale
+    factors.
     """
     processed, im_scales = [], []
     for target_size in scales:
-        im_scaled, im_scale = prep_im_for_blob(im, cfg.PIXEL_MEANS, target_size, max_size)
+        im_scaled, im_scale = prep_im_for_blob(im, pixel_means, target_size, max_size)
         processed.append(im_scaled)
         im_scales.append(im_scale)
     return im_list_to_blob(processed), np.array(im_scales)
@@ -68,17 +101,18 @@ def _project_rois(im_rois, im_scales):
     return im_rois * im_scales[levels][:, np.newaxis], levels
 
 
-def _get_blobs(im, rois):
-    """Input blobs for ``im`` (H×W×3 BGR) and optional proposals ``rois`` (R×4, original image).
+def _get_blobs(im, rois, settings):
+    """Input blobs for ``im`` (H×W×3 BGR) and optional proposals ``rois`` (R×4, original image), with the
+    pyramid of ``settings`` (``DetectSettings``).
 
     Returns ``(blobs, im_scales)``; ``blobs`` holds ``data`` and either ``im_info`` (1×3: height, width,
     scale of the scaled image; RPN nets) or ``rois`` (R×5: level, x1, y1, x2, y2; Fast R-CNN nets).
     """
-    data, im_scales = get_image_blob(im, cfg.TEST.SCALES, cfg.TEST.MAX_SIZE)
+    data, im_scales = get_image_blob(im, settings.scales, settings.max_size, settings.pixel_means)
     blobs = {'data': data}
     if rois is None:
         if len(im_scales) != 1:
-            raise ValueError(f'an RPN net is tested at one scale; cfg.TEST.SCALES = {cfg.TEST.SCALES}')
+            raise ValueError(f'an RPN net is tested at one scale; TEST.SCALES = {settings.scales}')
         blobs['im_info'] = np.array([[data.shape[2], data.shape[3], im_scales[0]]], dtype=np.float32)
     else:
         scaled, levels = _project_rois(rois, im_scales)
@@ -128,34 +162,36 @@ def forward_timed(net, blobs, timers=None):
             timers[segment].toc()
 
 
-def im_detect(net, im, boxes=None, timers=None):
+def im_detect(net, im, boxes=None, timers=None, settings=None):
     """Detect object classes in an image.
 
-    ``net``: a test net with a ``cls_prob`` (or, with ``cfg.TEST.SVM``, ``cls_score``) blob and, when
-    ``cfg.TEST.BBOX_REG``, a ``bbox_pred`` blob (raw deltas: the saved models fold the target
+    ``net``: a test net with a ``cls_prob`` (or, with ``settings.svm``, ``cls_score``) blob and, when
+    ``settings.bbox_reg``, a ``bbox_pred`` blob (raw deltas: the saved models fold the target
     normalisation into their weights). ``im``: H×W×3 BGR uint8. ``boxes``: R×4 proposals in
-    original-image coordinates for a Fast R-CNN net; None for an RPN net (``cfg.TEST.HAS_RPN``).
-    ``timers``: optional dict as for ``forward_timed``.
+    original-image coordinates for a Fast R-CNN net; None for an RPN net (``settings.has_rpn``).
+    ``timers``: optional dict as for ``forward_timed``. ``settings``: ``DetectSettings``; by default
+    read from ``cfg`` at this call (callers detecting many images pass them, read once).
 
     Returns ``(scores, pred_boxes)``: R×K class scores and R×4K boxes (class j in columns 4j..4j+3),
     decoded from each RoI with ``bbox_transform_inv`` and clipped to the image.
     """
-    blobs, im_scales = _get_blobs(im, None if cfg.TEST.HAS_RPN else boxes)
+    settings = settings or detect_settings(cfg)
+    blobs, im_scales = _get_blobs(im, None if settings.has_rpn else boxes, settings)
     inv_index = None
-    if not cfg.TEST.HAS_RPN and cfg.DEDUP_BOXES > 0:
+    if not settings.has_rpn and settings.dedup_boxes > 0:
         # Proposals that coincide on the feature grid give identical outputs: compute each once.
-        hashes = np.round(blobs['rois'] * cfg.DEDUP_BOXES).dot(_DEDUP_HASH)
+        hashes = np.round(blobs['rois'] * settings.dedup_boxes).dot(_DEDUP_HASH)
         _, index, inv_index = np.unique(hashes, return_index=True, return_inverse=True)
         blobs['rois'] = blobs['rois'][index]
         boxes = boxes[index]
     forward_timed(net, blobs, timers)
 
-    if cfg.TEST.HAS_RPN:
+    if settings.has_rpn:
         # Proposals are in scaled-image pixels; one scale only.
         boxes = net.blobs[PROPOSAL_TOP].data[:, 1:5] / im_scales[0]
-    scores = net.blobs['cls_score' if cfg.TEST.SVM else 'cls_prob'].data.copy()
+    scores = net.blobs['cls_score' if settings.svm else 'cls_prob'].data.copy()
     scores = scores.reshape(scores.shape[0], -1)
-    if cfg.TEST.BBOX_REG:
+    if settings.bbox_reg:
         deltas = net.blobs['bbox_pred'].data.reshape(scores.shape[0], -1)
         pred_boxes = clip_boxes(bbox_transform_inv(boxes, deltas), im.shape)
     else:
@@ -165,13 +201,13 @@ def im_detect(net, im, boxes=None, timers=None):
     return scores, pred_boxes
 
 
-def postprocess_detections(scores, boxes, thresh, nms_thresh, max_per_image):
+def postprocess_detections(scores, boxes, thresh, nms_thresh, max_per_image, nms_gpu_id=-1):
     """Released test-time post-processing of one image's ``im_detect`` output.
 
     ``scores``: R×K; ``boxes``: R×4K. Per foreground class j ≥ 1: keep RoIs with score > ``thresh``,
-    apply NMS with ``nms_thresh``; then keep the ``max_per_image`` highest-scoring detections over all
-    classes (ties: lower class index first, then NMS order). Returns a list of K float32 arrays
-    ``[x1, y1, x2, y2, score]`` (entry 0, the background, is 0×5).
+    apply NMS with ``nms_thresh`` (on GPU ``nms_gpu_id``, -1: the CPU); then keep the ``max_per_image``
+    highest-scoring detections over all classes (ties: lower class index first, then NMS order).
+    Returns a list of K float32 arrays ``[x1, y1, x2, y2, score]`` (entry 0, the background, is 0×5).
     """
     num_classes = scores.shape[1]
     dets = [np.zeros((0, 5), dtype=np.float32)]
@@ -180,8 +216,8 @@ def postprocess_detections(scores, boxes, thresh, nms_thresh, max_per_image):
         cls_dets = np.hstack((boxes[inds, 4 * j:4 * j + 4],
                               scores[inds, j, np.newaxis])).astype(np.float32, copy=False)
         # nms returns kept indices in descending score order.
-        dets.append(cls_dets[np.asarray(nms(cls_dets, nms_thresh), dtype=np.int64)] if len(cls_dets)
-                    else cls_dets)
+        keep = nms(cls_dets, nms_thresh, nms_gpu_id) if len(cls_dets) else []
+        dets.append(cls_dets[np.asarray(keep, dtype=np.int64)] if len(cls_dets) else cls_dets)
     if max_per_image > 0:
         all_scores = np.concatenate([d[:, 4] for d in dets[1:]]) if num_classes > 1 else np.zeros(0)
         if len(all_scores) > max_per_image:
@@ -249,37 +285,40 @@ def draw_detections(im, dets_per_class, class_names, thresh=0.5):
     return out
 
 
-def _proposals_for_testing(imdb):
+def _proposals_for_testing(imdb, has_rpn):
     """Per-image proposal boxes (N×4, gt excluded) for a Fast R-CNN net, or None for an RPN net."""
-    if cfg.TEST.HAS_RPN:
+    if has_rpn:
         return None
     return [entry['boxes'][entry['gt_classes'] == 0] for entry in imdb.roidb]
 
 
-def test_net(net, imdb, max_per_image=100, thresh=0.05, vis=False):
+def test_net(net, imdb, max_per_image=100, thresh=0.05, vis=False, settings=None):
     """Detect on every image of ``imdb``, save the detections and evaluate them.
 
-    Post-processing per ``postprocess_detections`` with ``cfg.TEST.NMS``. Detections go to
+    ``settings``: ``DetectSettings`` (default: read from ``cfg`` once, here). Post-processing per
+    ``postprocess_detections`` with ``settings.nms``. Detections go to
     ``<output>/detections.npz`` (see ``save_detections``) under ``get_output_dir(imdb.name, net.name)``, the
     mean milliseconds per image of each timed segment and the regions per image to ``<output>/timing.json``;
     with ``vis`` each image's detections (score ≥ 0.5) are drawn to ``<output>/vis/<image id>.png``.
     Returns ``(all_boxes, result)`` where ``result`` is what ``imdb.evaluate_detections`` returns.
     """
+    settings = settings or detect_settings(cfg)
     # Annotations (training rules) and image files are checked before any detection.
     imdb.gt_roidb()
     num_images = imdb.num_images
     all_boxes = [[None] * num_images for _ in range(imdb.num_classes)]
     output_dir = get_output_dir(imdb.name, net.name)
-    proposals = _proposals_for_testing(imdb)
+    proposals = _proposals_for_testing(imdb, settings.has_rpn)
     timers = {name: Timer() for name in SEGMENTS + ('misc',)}
     num_regions = []
     start = time.perf_counter()
     for i in range(num_images):
         im = read_image(imdb.image_path_at(i))  # as stored, complete (else BadImageError)
-        scores, boxes = im_detect(net, im, None if proposals is None else proposals[i], timers)
+        scores, boxes = im_detect(net, im, None if proposals is None else proposals[i], timers, settings)
         num_regions.append(scores.shape[0])
         timers['misc'].tic()
-        dets = postprocess_detections(scores, boxes, thresh, cfg.TEST.NMS, max_per_image)
+        dets = postprocess_detections(scores, boxes, thresh, settings.nms, max_per_image,
+                                      settings.nms_gpu_id)
         for j in range(imdb.num_classes):
             all_boxes[j][i] = dets[j]
         if vis:
@@ -295,7 +334,7 @@ def test_net(net, imdb, max_per_image=100, thresh=0.05, vis=False):
                   f'ETA {format_eta(elapsed / (i + 1) * (num_images - i - 1))}', flush=True)
     summary = ', '.join(f'{name} {timers[name].average_time * 1000:.1f} ms' for name in timers)
     print(f'Mean time per image: {summary}; {np.mean(num_regions):.1f} regions per image', flush=True)
-    timing = {'device': 'cpu' if cfg.GPU_ID < 0 else f'gpu {cfg.GPU_ID}', 'num_images': num_images,
+    timing = {'device': 'cpu' if settings.gpu_id < 0 else f'gpu {settings.gpu_id}', 'num_images': num_images,
               'regions_per_image': float(np.mean(num_regions)),
               'ms_per_image': {name: timers[name].average_time * 1000 for name in timers}}
     write_json_atomic(osp.join(output_dir, 'timing.json'), timing, indent=2)

@@ -85,13 +85,14 @@ def get_training_roidb(imdb):
     return imdb.roidb
 
 
-def filter_roidb(roidb):
-    """Drop entries with no usable RoI: no foreground (max overlap ≥ FG_THRESH) and no background
-    (max overlap in [BG_THRESH_LO, BG_THRESH_HI)). Returns a new list."""
+def filter_roidb(roidb, fg_thresh, bg_thresh_hi, bg_thresh_lo):
+    """Drop entries with no usable RoI: no foreground (max overlap ≥ ``fg_thresh``) and no background
+    (max overlap in [``bg_thresh_lo``, ``bg_thresh_hi``); ``cfg.TRAIN``'s FG_THRESH, BG_THRESH_*).
+    Returns a new list."""
     def is_valid(entry):
         overlaps = entry['max_overlaps']
-        has_fg = np.any(overlaps >= cfg.TRAIN.FG_THRESH)
-        has_bg = np.any((overlaps < cfg.TRAIN.BG_THRESH_HI) & (overlaps >= cfg.TRAIN.BG_THRESH_LO))
+        has_fg = np.any(overlaps >= fg_thresh)
+        has_bg = np.any((overlaps < bg_thresh_hi) & (overlaps >= bg_thresh_lo))
         return has_fg or has_bg
     filtered = [entry for entry in roidb if is_valid(entry)]
     print(f'Filtered {len(roidb) - len(filtered)} roidb entries: {len(roidb)} -> {len(filtered)}', flush=True)
@@ -101,8 +102,8 @@ def filter_roidb(roidb):
         num_gt = sum(int(np.sum(entry['gt_classes'] > 0)) for entry in roidb)
         raise EmptyRoidbError(
             f'all {len(roidb)} training roidb entries were filtered out: none has a RoI with overlap >= '
-            f'TRAIN.FG_THRESH ({cfg.TRAIN.FG_THRESH}) or in [TRAIN.BG_THRESH_LO, TRAIN.BG_THRESH_HI) = '
-            f'[{cfg.TRAIN.BG_THRESH_LO}, {cfg.TRAIN.BG_THRESH_HI}). The roidb holds {num_gt} ground-truth '
+            f'TRAIN.FG_THRESH ({fg_thresh}) or in [TRAIN.BG_THRESH_LO, TRAIN.BG_THRESH_HI) = '
+            f'[{bg_thresh_lo}, {bg_thresh_hi}). The roidb holds {num_gt} ground-truth '
             f'boxes' + (' (no objects: check the annotations, the class list and TRAIN.USE_DIFFICULT)'
                         if num_gt == 0 else ' (check the proposals and the thresholds)'))
     return filtered
@@ -547,7 +548,7 @@ def train_net(solver_prototxt, roidb, output_dir, pretrained_model=None, max_ite
     """
     np.random.seed(cfg.RNG_SEED)
     caffe.set_random_seed(cfg.RNG_SEED)
-    roidb = filter_roidb(roidb)
+    roidb = filter_roidb(roidb, cfg.TRAIN.FG_THRESH, cfg.TRAIN.BG_THRESH_HI, cfg.TRAIN.BG_THRESH_LO)
     sw = SolverWrapper(solver_prototxt, roidb, output_dir, pretrained_model=pretrained_model, resume=resume)
     print('Solving...', flush=True)
     try:

@@ -33,27 +33,28 @@ def top_n(inds, n):
 
 def generate_proposals(all_anchors, bbox_deltas, scores, im_height, im_width, min_size,
                        pre_nms_top_n, post_nms_top_n, nms_thresh,
-                       use_reg=True, use_cls=True, use_nms=True, seed=0):
+                       use_reg=True, use_cls=True, use_nms=True, seed=0, nms_gpu_id=-1):
     """Proposals for one image.
 
     ``all_anchors``: N×4; ``bbox_deltas``: N×4 RPN regression outputs; ``scores``: N objectness scores;
     ``im_height``, ``im_width``: size of the scaled input; ``min_size``: minimum side in the same pixels.
     Pipeline (released order): decode (anchors kept as they are when ``use_reg`` is false) → clip to the
     image → drop boxes with a side < ``min_size`` → rank (``rank_order``) → keep ``pre_nms_top_n`` → NMS at
-    ``nms_thresh`` (skipped when ``use_nms`` is false) → keep ``post_nms_top_n``.
+    ``nms_thresh`` (skipped when ``use_nms`` is false; on GPU ``nms_gpu_id``, -1: the CPU) → keep
+    ``post_nms_top_n``.
     Returns ``(boxes R×4 float32, scores R float32)`` in rank order, R ≥ 1: when no box survives (e.g.
     every box is under ``min_size``), the whole image is returned as one proposal with score 0, because
     Caffe's downstream layers (ROIPooling, Softmax) cannot take a blob with zero rows.
     """
     boxes, scores, _ = generate_proposals_with_anchors(
         all_anchors, bbox_deltas, scores, im_height, im_width, min_size, pre_nms_top_n, post_nms_top_n,
-        nms_thresh, use_reg=use_reg, use_cls=use_cls, use_nms=use_nms, seed=seed)
+        nms_thresh, use_reg=use_reg, use_cls=use_cls, use_nms=use_nms, seed=seed, nms_gpu_id=nms_gpu_id)
     return boxes, scores
 
 
 def generate_proposals_with_anchors(all_anchors, bbox_deltas, scores, im_height, im_width, min_size,
                                     pre_nms_top_n, post_nms_top_n, nms_thresh,
-                                    use_reg=True, use_cls=True, use_nms=True, seed=0):
+                                    use_reg=True, use_cls=True, use_nms=True, seed=0, nms_gpu_id=-1):
     """``generate_proposals`` plus, per proposal, the row of ``all_anchors`` it was decoded from
     (R int64; −1 for the whole-image fallback). Returns ``(boxes, scores, anchor_rows)``."""
     if use_reg:
@@ -71,7 +72,7 @@ def generate_proposals_with_anchors(all_anchors, bbox_deltas, scores, im_height,
         # NMS sorts by its score column; feed it the rank so it visits boxes in exactly our order (this
         # also covers the random-order ablation).
         rank_key = -np.arange(len(order), dtype=np.float32)
-        keep = nms(np.hstack([boxes, rank_key[:, np.newaxis]]), nms_thresh)
+        keep = nms(np.hstack([boxes, rank_key[:, np.newaxis]]), nms_thresh, nms_gpu_id)
     keep = top_n(keep, post_nms_top_n)
     if len(keep) == 0:
         return (np.array([[0, 0, im_width - 1, im_height - 1]], dtype=np.float32),

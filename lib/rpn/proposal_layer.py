@@ -15,6 +15,7 @@ import numpy as np
 import yaml
 
 from fast_rcnn.config import cfg
+from fast_rcnn.nms_wrapper import nms_gpu_id
 from rpn.generate_anchors import anchors_from_layer_params, shifted_anchors
 from rpn.proposal import generate_proposals
 
@@ -65,7 +66,7 @@ class ProposalLayer(caffe.Layer):
             use_reg=cfg.TEST.RPN_USE_REG or not is_test,
             use_cls=cfg.TEST.RPN_USE_CLS or not is_test,
             use_nms=cfg.TEST.RPN_USE_NMS or not is_test,
-            seed=cfg.RNG_SEED)
+            seed=cfg.RNG_SEED, nms_gpu_id=nms_gpu_id(cfg))
 
         # Single-image batches: the batch index column is 0.
         rois = np.hstack([np.zeros((boxes.shape[0], 1), dtype=np.float32), boxes])

@@ -2,10 +2,8 @@
 backend against our Caffe on embedded images (seeded He-random TINY), the manifest, detection matching."""
 
 import dataclasses
-import importlib.util
 import json
 import os.path as osp
-import sys
 
 import cv2
 import numpy as np
@@ -16,6 +14,7 @@ caffe = pytest.importorskip('caffe')
 from caffe.proto import caffe_pb2  # noqa: E402
 from fast_rcnn import deploy  # noqa: E402
 from fast_rcnn import test as frt  # noqa: E402
+from fast_rcnn.init_model import he_init  # noqa: E402
 from fast_rcnn.config import cfg  # noqa: E402
 from fast_rcnn.models import adapt_prototxt  # noqa: E402
 from rpn.generate_anchors import shifted_anchors  # noqa: E402
@@ -30,16 +29,6 @@ TEST_IMAGES = ('001001.jpg', '001002.jpg', '001003.jpg')
 NUM_CLASSES = 7
 # Box coordinates from the two engines agree to this (pixels); their convs differ by ~1e-5 relative.
 BOX_TOL = 0.05
-
-
-def _load_make_init_model():
-    """tools/make_init_model.py as a module (its he_init draws the seeded He weights)."""
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    path = osp.join(ROOT, 'tools', 'make_init_model.py')
-    spec = importlib.util.spec_from_file_location('make_init_model', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +49,7 @@ def tiny(tmp_path_factory):
     prototxt = adapt_prototxt(TINY_TEST, str(out / 'test.pt'), NUM_CLASSES)
     caffe.set_mode_cpu()
     net = caffe.Net(prototxt, caffe.TEST)
-    _load_make_init_model().he_init(net, np.random.default_rng(0))
+    he_init(net, np.random.default_rng(0))
     weights = str(out / 'tiny_he.caffemodel')
     net.save(weights)
     param = deploy.read_net_text(prototxt)
@@ -173,7 +162,7 @@ def test_opencv_proposal_layer_is_ours_with_min_size_zero(tiny):
     for name, scale in ((TEST_IMAGES[0], 400), (TEST_IMAGES[1], 64)):
         im = cv2.imread(osp.join(SYNTH_IMAGES, name))
         cfg.TEST.SCALES = (scale,)
-        blobs, _ = frt._get_blobs(im, None)
+        blobs, _ = frt._get_blobs(im, None, frt.detect_settings(cfg))
         out = _opencv_blobs(cv_prototxt, weights, blobs,
                             ['proposal', 'rpn_cls_prob_reshape', 'rpn_bbox_pred'])
         prob, deltas = out['rpn_cls_prob_reshape'], out['rpn_bbox_pred']
@@ -204,7 +193,7 @@ def test_opencv_backend_matches_caffe(tiny):
         scores_a, boxes_a = frt.im_detect(net, im)
         scores_b, boxes_b = frt.im_detect(cv_net, im, timers=timers)
         assert all(timers[segment].calls == 1 and timers[segment].diff > 0 for segment in frt.SEGMENTS)
-        blobs, _ = frt._get_blobs(im, None)
+        blobs, _ = frt._get_blobs(im, None, frt.detect_settings(cfg))
         rpn = _opencv_blobs(cv_prototxt, weights, blobs, ['rpn_cls_prob_reshape', 'rpn_bbox_pred'])
         for blob, value in rpn.items():
             np.testing.assert_allclose(value, net.blobs[blob].data, atol=1e-4)
@@ -242,7 +231,7 @@ def test_one_net_serves_every_input_size(tiny, tmp_path):
     for name in TEST_IMAGES + TEST_IMAGES[:1]:
         im = cv2.imread(osp.join(SYNTH_IMAGES, name))
         frt.im_detect(cv_net, im)
-        blobs, _ = frt._get_blobs(im, None)
+        blobs, _ = frt._get_blobs(im, None, frt.detect_settings(cfg))
         fresh = _opencv_blobs(cv_prototxt, weights, blobs, ['proposal', 'cls_prob'])
         count = deploy.proposal_count(fresh['proposal'])
         rows_a, rows_b = deploy.paired_rows(fresh['proposal'][:count], cv_net.blobs['rois'].data, 1 / 16)

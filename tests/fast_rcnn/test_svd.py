@@ -1,9 +1,7 @@
 """fast_rcnn.svd: the factorisation and its error bound, the compressed net's structure, and the compressed
 TINY net's fc6 / fc7 outputs against the full net's, within the bound that the ranks give."""
 
-import importlib.util
 import os.path as osp
-import sys
 
 import cv2
 import numpy as np
@@ -15,6 +13,7 @@ from caffe.proto import caffe_pb2  # noqa: E402
 from fast_rcnn import svd  # noqa: E402
 from fast_rcnn import test as frt  # noqa: E402
 from fast_rcnn.config import cfg  # noqa: E402
+from fast_rcnn.init_model import he_init  # noqa: E402
 from fast_rcnn.models import adapt_prototxt, read_net, write_message  # noqa: E402
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
@@ -73,15 +72,10 @@ def full_and_compressed(tmp_path, monkeypatch):
     monkeypatch.setitem(cfg.TEST, 'HAS_RPN', True)
     monkeypatch.setitem(cfg.TEST, 'SCALES', (400,))
     monkeypatch.setitem(cfg.TEST, 'MAX_SIZE', 670)
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    path = osp.join(ROOT, 'tools', 'make_init_model.py')
-    spec = importlib.util.spec_from_file_location('make_init_model', path)
-    make_init_model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_init_model)
     prototxt = adapt_prototxt(TINY_TEST, str(tmp_path / 'test.pt'), 7)
     caffe.set_mode_cpu()
     full = caffe.Net(prototxt, caffe.TEST)
-    make_init_model.he_init(full, np.random.default_rng(1))
+    he_init(full, np.random.default_rng(1))
     ranks = {'fc6': 96, 'fc7': 48}
     svd_def = str(tmp_path / 'svd.pt')
     write_message(svd.compress_net_param(read_net(prototxt), ranks, prototxt), svd_def)

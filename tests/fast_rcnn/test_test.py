@@ -122,7 +122,7 @@ def test_test_net_post_processing_on_a_stubbed_forward(tmp_path, monkeypatch):
     scores = np.array([[0.0, 0.9, 0.3], [0.0, 0.04, 0.3], [0.0, 0.6, 0.06]])
     calls = []
 
-    def fake_im_detect(net, im, boxes_in=None, timers=None):
+    def fake_im_detect(net, im, boxes_in=None, timers=None, settings=None):
         calls.append(im.shape)
         return scores, boxes
 
@@ -199,7 +199,7 @@ def test_segments_reproduce_a_plain_forward(tiny_test_net, monkeypatch):
     net.params['bbox_pred'][0].data[...] = np.random.default_rng(2).normal(0, 0.01,
                                                                           net.params['bbox_pred'][0].data.shape)
     im = np.random.default_rng(3).integers(0, 255, size=(160, 200, 3), dtype=np.uint8)
-    blobs, _ = frt._get_blobs(im, None)
+    blobs, _ = frt._get_blobs(im, None, frt.detect_settings(cfg))
     frt.forward_timed(net, blobs)
     split = {name: net.blobs[name].data.copy() for name in ('rois', 'cls_prob', 'bbox_pred')}
     net.forward(data=blobs['data'], im_info=blobs['im_info'])

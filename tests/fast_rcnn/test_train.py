@@ -337,16 +337,20 @@ def test_bad_solver_states_are_refused_before_anything_is_restored(setup):
 
 def test_an_empty_training_roidb_says_why():
     entry = {'max_overlaps': np.array([0.0, 0.0]), 'gt_classes': np.zeros(2, np.int32)}
-    saved = (cfg.TRAIN.BG_THRESH_LO, cfg.TRAIN.BG_THRESH_HI)
-    cfg.TRAIN.BG_THRESH_LO, cfg.TRAIN.BG_THRESH_HI = 0.1, 0.5
-    try:
-        with pytest.raises(frtrain.EmptyRoidbError, match='all 2 training roidb entries were filtered out.*'
-                                                          'no objects: check the annotations'):
-            frtrain.filter_roidb([entry, entry])
-        with pytest.raises(frtrain.EmptyRoidbError, match='the image set lists no images'):
-            frtrain.filter_roidb([])
-    finally:
-        cfg.TRAIN.BG_THRESH_LO, cfg.TRAIN.BG_THRESH_HI = saved
+    with pytest.raises(frtrain.EmptyRoidbError, match=r'all 2 training roidb entries were filtered out.*'
+                                                      r'\[0.1, 0.5\).*no objects: check the annotations'):
+        frtrain.filter_roidb([entry, entry], 0.5, 0.5, 0.1)
+    with pytest.raises(frtrain.EmptyRoidbError, match='the image set lists no images'):
+        frtrain.filter_roidb([], 0.5, 0.5, 0.1)
+
+
+def test_filter_roidb_keeps_entries_with_a_foreground_or_background_roi():
+    fg = {'max_overlaps': np.array([0.6, 0.05])}
+    bg = {'max_overlaps': np.array([0.3, 0.05])}
+    neither = {'max_overlaps': np.array([0.05, 0.55])}
+    assert frtrain.filter_roidb([fg, bg, neither], 0.6, 0.5, 0.1) == [fg, bg]
+    # with background down to 0.0, the third entry's 0.05 RoI counts
+    assert frtrain.filter_roidb([fg, bg, neither], 0.6, 0.5, 0.0) == [fg, bg, neither]
 
 
 def test_a_stop_signal_snapshots_and_raises(setup):

@@ -32,17 +32,12 @@ def _run(args, timeout=600):
 @pytest.fixture(scope='module')
 def tiny_weights(tmp_path_factory):
     """A He-random TINY caffemodel for the synth classes."""
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    import importlib.util
+    from fast_rcnn.init_model import he_init
     from fast_rcnn.models import adapt_prototxt
-    path = osp.join(ROOT, 'tools', 'make_init_model.py')
-    spec = importlib.util.spec_from_file_location('make_init_model', path)
-    make_init_model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_init_model)
     out = tmp_path_factory.mktemp('tiny_tools')
     caffe.set_mode_cpu()
     net = caffe.Net(adapt_prototxt(osp.join(ROOT, TINY_TEST), str(out / 'test.pt'), 7), caffe.TEST)
-    make_init_model.he_init(net, np.random.default_rng(5))
+    he_init(net, np.random.default_rng(5))
     path = str(out / 'tiny_he.caffemodel')
     net.save(path)
     return path
