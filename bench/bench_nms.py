@@ -2,7 +2,7 @@
 
     cd <repo> && PYTHONPATH=lib .venv/bin/python bench/bench_nms.py [--sizes 6000 12000] [--thresh 0.7]
 
-Peers: a vectorised numpy greedy NMS (the usual pure-Python implementation, float32 like ours)
+Peers: the vectorised numpy greedy NMS ``nms.py_cpu_nms`` (the usual pure-Python implementation, float32)
 and OpenCV's ``cv2.dnn.NMSBoxes``. OpenCV takes ``(x, y, w, h)`` rectangles whose area is
 ``w·h`` and whose right edge is ``x + w`` (exclusive), so passing ``w = x2 − x1 + 1`` reproduces
 our pixel-inclusive IoU exactly in real arithmetic; it evaluates it in its own precision
@@ -24,24 +24,7 @@ import cv2
 import numpy as np
 
 from nms.cpu_nms import cpu_nms
-
-
-def numpy_nms(dets, thresh):
-    """Vectorised numpy greedy NMS: N×5 float32 dets → int64 kept indices, highest score first."""
-    x1, y1, x2, y2, scores = (dets[:, c] for c in range(5))
-    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
-    remaining = np.argsort(-scores, kind='stable')
-    limit = np.float32(thresh)
-    keep = []
-    while remaining.size:
-        i, rest = remaining[0], remaining[1:]
-        keep.append(i)
-        w = np.maximum(np.float32(0), np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
-        h = np.maximum(np.float32(0), np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
-        inter = w * h
-        iou = inter / (areas[i] + areas[rest] - inter)
-        remaining = rest[iou <= limit]
-    return np.array(keep, dtype=np.int64)
+from nms.py_cpu_nms import py_cpu_nms
 
 
 def unchanged(dets):
@@ -132,7 +115,7 @@ def main():
     print(f'python {platform.python_version()}, numpy {np.__version__}, opencv {cv2.__version__}, '
           f'{os.cpu_count()} CPUs ({platform.processor() or platform.machine()})')
     gpu_nms, gpu_reason = usable_gpu_nms()
-    methods = [('cpu_nms (Cython)', cpu_nms, unchanged), ('numpy vectorised', numpy_nms, unchanged),
+    methods = [('cpu_nms (Cython)', cpu_nms, unchanged), ('numpy vectorised', py_cpu_nms, unchanged),
                ('cv2.dnn.NMSBoxes', opencv_nms, opencv_inputs)]
     if gpu_nms is not None:
         methods.append(('gpu_nms (CUDA)', gpu_nms, unchanged))
@@ -143,7 +126,7 @@ def main():
     cpu_agrees = True
     for n in args.sizes:
         dets = proposal_like_dets(rng, n)
-        reference = numpy_nms(dets, args.thresh)
+        reference = py_cpu_nms(dets, args.thresh)
         print(f'\n{n} boxes, thresh {args.thresh}: {reference.size} kept '
               f'(median of {args.repeats} runs)')
         base_time = None

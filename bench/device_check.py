@@ -371,24 +371,6 @@ def caffe_time(log, deadline, bundle, env, net, phase, iterations, gpu, cap):
 # workers run in a child Python that sees the freshly built lib/ (NMS, proposals)
 # ------------------------------------------------------------------------------------------------------------
 
-def nms_reference(dets, thresh):
-    """Plain greedy NMS in float32 numpy, the rule of docs/architecture.md (keep when IoU <= thresh)."""
-    import numpy as np
-    x1, y1, x2, y2, s = (dets[:, i] for i in range(5))
-    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = np.argsort(-s, kind='stable')
-    limit = np.float32(thresh)
-    keep = []
-    while order.size:
-        i, rest = order[0], order[1:]
-        keep.append(i)
-        w = np.maximum(np.float32(0), np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
-        h = np.maximum(np.float32(0), np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
-        inter = w * h
-        order = rest[inter / (areas[i] + areas[rest] - inter) <= limit]
-    return np.array(keep, dtype=np.int64)
-
-
 def random_dets(rng, n, height=600, width=1000):
     """n x 5 float32 proposal-like boxes: clustered around objects, clipped to the image, random scores."""
     import numpy as np
@@ -433,7 +415,8 @@ def nms_worker(use_gpu, repeats):
     import numpy as np
     from nms.cpu_nms import cpu_nms
     from nms.gpu_nms import gpu_nms  # the built extension must import, GPU or not
-    other = (lambda d, t: gpu_nms(d, t, device_id=0)) if use_gpu else nms_reference
+    from nms.py_cpu_nms import py_cpu_nms
+    other = (lambda d, t: gpu_nms(d, t, device_id=0)) if use_gpu else py_cpu_nms
     rng = np.random.default_rng(0)
     cases = degenerate_cases()
     for seed in range(12):

@@ -7,26 +7,7 @@ import numpy as np
 import pytest
 
 from nms.cpu_nms import cpu_nms
-
-
-def reference_nms(dets, thresh):
-    """Plain-numpy greedy NMS in float32: kept indices, highest score first (ties: lower index)."""
-    dets = dets.astype(np.float32)
-    x1, y1, x2, y2, scores = dets[:, 0], dets[:, 1], dets[:, 2], dets[:, 3], dets[:, 4]
-    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
-    remaining = np.argsort(-scores, kind='stable')
-    limit = np.float32(thresh)
-    keep = []
-    while remaining.size:
-        i, rest = remaining[0], remaining[1:]
-        keep.append(i)
-        w = np.maximum(np.float32(0), np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
-        h = np.maximum(np.float32(0), np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
-        inter = w * h
-        with np.errstate(invalid='ignore'):  # 0/0 between two zero-area boxes: NaN, never > limit
-            iou = inter / (areas[i] + areas[rest] - inter)
-        remaining = rest[~(iou > limit)]
-    return np.array(keep, dtype=np.int64)
+from nms.py_cpu_nms import py_cpu_nms as reference_nms
 
 
 def proposal_like(rng, n, score_levels=None):
