@@ -95,6 +95,11 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def repo_path(path):
+    """``path`` relative to the repository root (how records name files, wherever the tool runs)."""
+    return osp.relpath(osp.abspath(path), cfg.ROOT_DIR)
+
+
 class NotComputed(Exception):
     """``--report-only`` met a step that has no record yet."""
 
@@ -125,12 +130,22 @@ class PaperRun:
     def _step_path(self, name):
         return osp.join(self.steps_dir, f'{name}.json')
 
-    def step(self, name, func):
-        """The recorded result of step ``name``, computing it with ``func()`` when there is none."""
+    def step(self, name, func, inputs=None):
+        """The recorded result of step ``name``, computing it with ``func()`` when there is none.
+
+        ``inputs``: what the result depends on beyond the step's name (e.g. the initial model), recorded with
+        it; a record made from other inputs is never reused (the run stops and says which file to remove).
+        """
         path = self._step_path(name)
         if osp.isfile(path):
             with open(path, encoding='utf-8') as f:
-                return json.load(f)
+                record = json.load(f)
+            recorded = record.get('inputs')
+            if inputs and recorded is not None and recorded != inputs:
+                raise SystemExit(f'[paper] step {name} was computed from {recorded}, this run asks for '
+                                 f'{inputs}: remove {path} (and its outputs) to recompute it, or run with '
+                                 'the same inputs')
+            return record
         if self.args.report_only:
             raise NotComputed(name)
         print(f'[paper] step {name} starts ({format_eta(time.perf_counter() - self.started)} elapsed)',
@@ -138,6 +153,8 @@ class PaperRun:
         start = time.perf_counter()
         result = func()
         result.setdefault('seconds', time.perf_counter() - start)
+        if inputs:
+            result['inputs'] = inputs
         os.makedirs(osp.dirname(path), exist_ok=True)
         write_json_atomic(path, result, indent=2)
         print(f'[paper] step {name} done in {result["seconds"]:.1f} s', flush=True)
@@ -189,7 +206,7 @@ class PaperRun:
             return {'final': record['final_model'], 'stage_models': record['stage_models'],
                     'iters': record['max_iters'], 'train_seconds': sum(record['stage_seconds'].values()),
                     'loss_dir': osp.dirname(times)}
-        return self.step(name, run)
+        return self.step(name, run, {'weights': repo_path(self.args.weights)})
 
     def train_single(self, name, solver, exp_dir, cfg_file, sets, weights, iters=None, train_imdb=None):
         """A single-solver training (Fast R-CNN or end-to-end) whose final model is reused when present."""
@@ -208,7 +225,7 @@ class PaperRun:
             if not osp.isfile(model):
                 raise SystemExit(f'[paper] {name}: training finished but {model} is missing')
             return {'model': model, 'iters': n, 'train_seconds': time.perf_counter() - start, 'loss_dir': out}
-        return self.step(name, run)
+        return self.step(name, run, {'weights': repo_path(weights)})
 
     def fast_rcnn_model(self, method, sets=None, name=None, train_imdb=None):
         """The Fast R-CNN detector trained on ``method`` proposals from the initial model."""
@@ -542,6 +559,7 @@ def main(argv=None):
     if args.net == 'TINY':
         notes.append('TINY normalises with per-batch statistics (batch norm at test time too): the 5-scale '
                      'test puts the five scales in one batch, so its statistics differ from training.')
+    notes.append(f'Every trained row starts from the initial model {repo_path(args.weights)}.')
     meta = {'net': args.net, 'dataset': args.dataset, 'train_imdb': args.train_imdb,
             'test_imdb': args.test_imdb, 'device': device_name(args.device),
             'classes': list(test_imdb.classes[1:]),

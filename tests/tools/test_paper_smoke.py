@@ -49,6 +49,14 @@ def test_paper_report_on_synth_mini(exp_dir, run_in_repo):
     again = run_in_repo(command)
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
     assert 'starts (' not in again.stdout
+    assert 'Every trained row starts from the initial model output/init/TINY.caffemodel.' in text
+    # A record trained from another initial model is never reused.
+    other = run_in_repo(['.venv/bin/python', 'tools/paper_experiments.py', '--net', 'TINY',
+                         '--dataset', 'synth_mini', '--train-imdb', 'synth_mini_trainval',
+                         '--test-imdb', 'synth_mini_test', '--models-dir', 'models/synth',
+                         '--weights', 'output/init/other.caffemodel', '--cfg', 'experiments/cfgs/synth.yml',
+                         '--set', 'EXP_DIR', exp_dir])
+    assert other.returncode != 0 and 'was computed from' in other.stdout + other.stderr
     # --report-only on a folder with no steps: every row says it was not computed, nothing runs
     empty = run_in_repo(command[:4] + ['--report-only', '--set', 'EXP_DIR', exp_dir + '_empty'])
     shutil.rmtree(osp.join(ROOT, 'output', exp_dir + '_empty'), ignore_errors=True)
