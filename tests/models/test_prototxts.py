@@ -5,7 +5,6 @@ train net, one forward per test net.
 """
 
 import glob
-import importlib.util
 import os
 import os.path as osp
 
@@ -89,25 +88,6 @@ LEARNED = [(1.0, 1.0), (2.0, 1.0)]
 # ------------------------------------------------------------------------------------------------------------
 # Structure
 # ------------------------------------------------------------------------------------------------------------
-
-def _load_generator():
-    """Import models/pascal_voc/make_prototxts.py."""
-    spec = importlib.util.spec_from_file_location('make_prototxts',
-                                                  osp.join(cfg.MODELS_DIR, 'make_prototxts.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_committed_prototxts_match_the_generator():
-    expected = _load_generator().all_files()
-    on_disk = {osp.relpath(p, cfg.MODELS_DIR) for arch in ARCHS
-               for p in glob.glob(osp.join(cfg.MODELS_DIR, arch, '*', '*'))}
-    assert on_disk == set(expected)
-    for rel, text in expected.items():
-        with open(osp.join(cfg.MODELS_DIR, rel), encoding='utf-8') as f:
-            assert f.read() == text, f'{rel} is stale: rerun models/pascal_voc/make_prototxts.py'
-
 
 @pytest.mark.parametrize('arch, rel, has_rpn', TRAIN_NETS)
 def test_shared_conv_multipliers(arch, rel, has_rpn):
