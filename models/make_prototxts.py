@@ -27,6 +27,8 @@ from dataclasses import dataclass
 MODELS_DIR = osp.dirname(osp.abspath(__file__))
 # train_net paths in the solvers are relative to the repository root, like the released ones.
 REPO_MODELS_DIR = 'models'
+# First line of every file the generator writes.
+HEADER = '# Written by models/make_prototxts.py: edit that script and rerun it, not this file.\n'
 
 # conv5 has stride 16 in every backbone; RoI pooling maps image coordinates with its inverse.
 FEAT_STRIDE = 16
@@ -138,7 +140,6 @@ class Family:
     # iter_size come from the Solver).
     solver_head: dict
     solver_tail: dict
-    header: str
     # 'layout': readable text with section comments; 'canonical': protobuf's own text format.
     style: str = 'layout'
 
@@ -188,10 +189,10 @@ def canonical(text, message_type):
 
 
 def finish(family, text, message_type):
-    """A file's final text: the family's header, then ``text`` in the family's style."""
+    """A file's final text: the header, then ``text`` in the family's style."""
     if family.style == 'canonical':
         text = canonical(text, message_type)
-    return family.header + text
+    return HEADER + text
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -719,12 +720,6 @@ def tiny_alt_opt_solvers():
                  for (stage, kind), max_iter in lengths.items())
 
 
-def header(dirname):
-    """First line of every file the generator writes for a family."""
-    script = {'pascal_voc': 'models/pascal_voc/make_prototxts.py',
-              'synth': 'models/synth/make_prototxts.py'}[dirname]
-    return f'# Written by {script}: edit that script and rerun it, not this file.\n'
-
 
 # The released solver settings (max_iter comes from the training tools).
 RELEASED_SOLVER_HEAD = {'base_lr': 0.001, 'lr_policy': 'step', 'gamma': 0.1}
@@ -740,7 +735,7 @@ PASCAL_VOC = Family(
                                             iter_size=2),),
              # The released Fast R-CNN solver: 40k iterations, step at 30k.
              'fast_rcnn': (Solver('solver.prototxt', 'train.prototxt', 'fast_rcnn', 30000),)},
-    solver_head=RELEASED_SOLVER_HEAD, solver_tail=RELEASED_SOLVER_TAIL, header=header('pascal_voc'))
+    solver_head=RELEASED_SOLVER_HEAD, solver_tail=RELEASED_SOLVER_TAIL)
 
 # The embedded SYNTH dataset. Its nets carry the VOC class count like the pascal_voc ones (the tools adapt
 # them to the dataset's classes with fast_rcnn.models.adapt_prototxt).
@@ -766,7 +761,7 @@ SYNTH = Family(
     solver_head={'base_lr': 0.03, 'lr_policy': 'step', 'gamma': 0.1},
     solver_tail={'display': 50, 'momentum': 0.9, 'weight_decay': 0.0005, 'clip_gradients': 10.0,
                  'snapshot': 0},
-    header=header('synth'), style='canonical')
+    style='canonical')
 
 FAMILIES = (PASCAL_VOC, SYNTH)
 

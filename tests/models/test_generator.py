@@ -54,3 +54,9 @@ def test_committed_files_are_byte_identical(generator, generated):
              if not filecmp.cmp(osp.join(MODELS_DIR, rel), osp.join(generated, rel), shallow=False)]
     assert stale == [], f'stale (rerun models/make_prototxts.py): {stale}'
 
+
+
+def test_every_file_starts_with_the_header(generator):
+    for rel, text in generator.all_files().items():
+        assert text.splitlines()[0] == \
+            '# Written by models/make_prototxts.py: edit that script and rerun it, not this file.', rel
