@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Write every network definition and solver under models/ from one description.
 
-The architectures (ZF, VGG-16, TINY) and the dataset families that use them (pascal_voc, synth) are data
-below; one set of functions turns an (architecture, family) pair into the nets of each training method
-(faster_rcnn_alt_opt, faster_rcnn_end2end, fast_rcnn). Run from anywhere:
+The architectures (ZF, VGG-16, VGG_CNN_M_1024, TINY) and the dataset families that use them (pascal_voc,
+coco, synth) are data below; one set of functions turns an (architecture, family) pair into the nets of each
+training method (faster_rcnn_alt_opt, faster_rcnn_end2end, fast_rcnn). Run from anywhere:
 
     python models/make_prototxts.py [--out DIR]
 
@@ -79,7 +79,7 @@ class Arch:
     rpn_channels: int
     pooled_size: int
     roi_pool_name: str
-    # ZF's ImageNet model was trained with unscaled dropout (the mask only), VGG-16's with the usual
+    # ZF's ImageNet model was trained with unscaled dropout (the mask only), the VGG nets' with the usual
     # scaling; None: no dropout layers at all (TINY, trained from scratch on a short schedule).
     dropout_scale_train: bool | None
     snapshot_name: str
@@ -88,7 +88,7 @@ class Arch:
     always_frozen: tuple
     # The released alt-opt ZF nets name the RPN conv 'rpn_conv1'; every other net names it 'rpn_conv/3x3'.
     alt_opt_rpn_names: RpnNames
-    # Tops of the head's two losses: the released ZF nets write (cls_loss, bbox_loss), VGG-16's
+    # Tops of the head's two losses: the released ZF nets write (cls_loss, bbox_loss), the VGG nets'
     # (loss_cls, loss_bbox); log parsers rely on them.
     head_loss_tops: tuple = ('cls_loss', 'bbox_loss')
     # Outputs of fc6 and fc7.
@@ -251,9 +251,12 @@ def max_pool(name, bottom, top, kernel, stride, pad=0):
 ZF_LRN = {'local_size': 3, 'alpha': 0.00005, 'beta': 0.75, 'norm_region': Enum('WITHIN_CHANNEL'),
           'engine': Enum('CAFFE')}
 
+# VGG_CNN_M's across-channel normalisation (Caffe's default region), as in its ImageNet model.
+VGG_M_LRN = {'local_size': 5, 'alpha': 0.0005, 'beta': 0.75, 'k': 2}
+
 
 def lrn(name, bottom, top, param):
-    """Local response normalisation with ``param`` (ZF_LRN)."""
+    """Local response normalisation with ``param`` (ZF_LRN or VGG_M_LRN)."""
     return {'name': name, 'type': 'LRN', 'bottom': bottom, 'top': top, 'lrn_param': dict(param)}
 
 
@@ -353,6 +356,22 @@ def zf_backbone(arch, frozen_shared, test):
     ]
 
 
+def vgg_m_backbone(arch, frozen_shared, test):
+    """VGG_CNN_M_1024 conv1-conv5 (stride 16, 512 channels); conv1 and the pools unpadded, as released."""
+    def p(name):
+        return _conv_params(name, arch, frozen_shared, test)
+
+    return [
+        conv('conv1', 'data', 'conv1', 96, 7, 0, 2, p('conv1')), relu('relu1', 'conv1'),
+        lrn('norm1', 'conv1', 'norm1', VGG_M_LRN), max_pool('pool1', 'norm1', 'pool1', 3, 2),
+        conv('conv2', 'pool1', 'conv2', 256, 5, 1, 2, p('conv2')), relu('relu2', 'conv2'),
+        lrn('norm2', 'conv2', 'norm2', VGG_M_LRN), max_pool('pool2', 'norm2', 'pool2', 3, 2),
+        conv('conv3', 'pool2', 'conv3', 512, 3, 1, 1, p('conv3')), relu('relu3', 'conv3'),
+        conv('conv4', 'conv3', 'conv4', 512, 3, 1, 1, p('conv4')), relu('relu4', 'conv4'),
+        conv('conv5', 'conv4', 'conv5', 512, 3, 1, 1, p('conv5')), relu('relu5', 'conv5'),
+    ]
+
+
 # VGG-16 blocks: (output channels, number of 3x3 convs); 2x2 max pooling after the first four.
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 
@@ -424,6 +443,12 @@ VGG16 = Arch(dirname='VGG16', net_name='VGG_ILSVRC_16_layers', backbone=vgg16_ba
              roi_pool_name='roi_pool5',
              dropout_scale_train=True, snapshot_name='vgg16', always_frozen=('conv1_', 'conv2_'),
              alt_opt_rpn_names=STANDARD_RPN, head_loss_tops=('loss_cls', 'loss_bbox'))
+# The released VGG_CNN_M_1024 detectors: 256-d RPN conv on conv5, conv1 fixed, fc7 of 1024.
+VGG_CNN_M_1024 = Arch(dirname='VGG_CNN_M_1024', net_name='VGG_CNN_M_1024', backbone=vgg_m_backbone,
+                      feature_blob='conv5', feature_channels=512, rpn_channels=256, pooled_size=6,
+                      roi_pool_name='roi_pool5', dropout_scale_train=True, snapshot_name='vgg_cnn_m_1024',
+                      always_frozen=('conv1',), alt_opt_rpn_names=STANDARD_RPN,
+                      head_loss_tops=('loss_cls', 'loss_bbox'), fc_dims=(4096, 1024))
 # TINY: the structure and names of the released detectors at the size of the embedded SYNTH dataset
 # (narrow fc layers, no dropout: it trains from scratch on 2 CPU cores).
 TINY = Arch(dirname='TINY', net_name='TINY', backbone=tiny_backbone, feature_blob='conv5',
@@ -729,12 +754,21 @@ RELEASED_SOLVER_TAIL = {'display': 20, 'average_loss': 100, 'momentum': 0.9, 'we
                         'snapshot': 0}
 
 PASCAL_VOC = Family(
-    dirname='pascal_voc', num_classes=21, anchors=Anchors(), archs=(ZF, VGG16),
+    dirname='pascal_voc', num_classes=21, anchors=Anchors(), archs=(ZF, VGG16, VGG_CNN_M_1024),
     solvers={'faster_rcnn_alt_opt': released_alt_opt_solvers(),
              'faster_rcnn_end2end': (Solver('solver.prototxt', 'train.prototxt', 'faster_rcnn', 50000,
                                             iter_size=2),),
              # The released Fast R-CNN solver: 40k iterations, step at 30k.
              'fast_rcnn': (Solver('solver.prototxt', 'train.prototxt', 'fast_rcnn', 30000),)},
+    solver_head=RELEASED_SOLVER_HEAD, solver_tail=RELEASED_SOLVER_TAIL)
+
+# MS COCO as released: 80 classes + background, 12 anchors (scale 4 added for the small objects), end-to-end
+# and Fast R-CNN only; steps at 350k (of 490k) and 200k (of 280k) iterations.
+COCO = Family(
+    dirname='coco', num_classes=81, anchors=Anchors(scales=(4, 8, 16, 32)), archs=(VGG16, VGG_CNN_M_1024),
+    solvers={'faster_rcnn_end2end': (Solver('solver.prototxt', 'train.prototxt', 'faster_rcnn', 350000,
+                                            iter_size=2),),
+             'fast_rcnn': (Solver('solver.prototxt', 'train.prototxt', 'fast_rcnn', 200000),)},
     solver_head=RELEASED_SOLVER_HEAD, solver_tail=RELEASED_SOLVER_TAIL)
 
 # The embedded SYNTH dataset. Its nets carry the VOC class count like the pascal_voc ones (the tools adapt
@@ -763,7 +797,7 @@ SYNTH = Family(
                  'snapshot': 0},
     style='canonical')
 
-FAMILIES = (PASCAL_VOC, SYNTH)
+FAMILIES = (PASCAL_VOC, COCO, SYNTH)
 
 
 def family_files(family):
