@@ -155,3 +155,48 @@ def test_coco_and_voc_views_of_synth_give_identical_roidbs(image_set):
                 np.testing.assert_array_equal(ours[key], theirs[key], err_msg=f'{theirs["image"]} {key}')
             else:
                 assert ours[key] == theirs[key], key
+
+
+@pytest.fixture(scope='module')
+def gen():
+    """data/scripts/make_synth_dataset.py, imported from its path (it imports its helper synth_shapes)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+    scripts = Path(__file__).resolve().parents[2] / 'data' / 'scripts'
+    sys.path.insert(0, str(scripts))
+    try:
+        spec = importlib.util.spec_from_file_location('make_synth_dataset', scripts / 'make_synth_dataset.py')
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(scripts))
+
+
+def _hashes(root):
+    """{relative path: sha256} of every file under ``root``."""
+    import hashlib
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob('*')) if p.is_file()}
+
+
+def test_synth_coco_json_leaves_the_voc_files_alone(gen, tmp_path):
+    gen.generate(str(tmp_path), seed=7, num_trainval=4, num_test=2)
+    before = _hashes(tmp_path)
+    written = gen.write_coco_views(str(tmp_path))
+    assert written == [str(tmp_path / 'annotations' / f'instances_{s}.json') for s in ('trainval', 'test')]
+    after = _hashes(tmp_path)
+    assert {k: v for k, v in after.items() if not k.startswith('annotations/')} == before
+    assert gen.write_coco_views(str(tmp_path)) == []  # up to date: nothing rewritten
+    assert _hashes(tmp_path) == after
+    data = json.loads((tmp_path / 'annotations' / 'instances_test.json').read_text())
+    assert [img['id'] for img in data['images']] == [5, 6]
+    assert [c['id'] for c in data['categories']] == [1, 2, 3, 4, 5, 6]
+    view = coco_from_files('t', tmp_path / 'annotations' / 'instances_test.json', tmp_path / 'JPEGImages')
+    voc_boxes = [gen.parse_annotation(str(tmp_path / 'Annotations' / f'{i:06d}.xml'),
+                                      {n: k for k, n in enumerate(view.classes) if k > 0}) for i in (5, 6)]
+    for entry, voc in zip(view.roidb, voc_boxes):
+        keep = ~voc['difficult']
+        np.testing.assert_array_equal(entry['boxes'], voc['boxes'][keep])
+        np.testing.assert_array_equal(entry['gt_classes'], voc['gt_classes'][keep])
