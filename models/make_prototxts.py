@@ -41,8 +41,9 @@ IM_INFO_DIM = 3
 ROI_DIM = 5
 # Box regression outputs per class: (dx, dy, dw, dh).
 BOX_DELTAS = 4
-# The anchor layers' defaults (rpn.generate_anchors): 3 scales x 3 aspect ratios.
-DEFAULT_NUM_ANCHORS = 9
+# The anchor layers' defaults (rpn.generate_anchors'; tests/models/test_generator.py checks the counts agree).
+DEFAULT_ANCHOR_SCALES = (8, 16, 32)
+DEFAULT_ANCHOR_RATIOS = (0.5, 1, 2)
 
 
 class Enum(str):
@@ -97,8 +98,8 @@ class Arch:
 
 @dataclass(frozen=True)
 class Anchors:
-    """Anchor settings of a family's RPN layers; None keeps the layers' defaults (scales 8, 16, 32;
-    ratios 0.5, 1, 2; allowed_border 0)."""
+    """Anchor settings of a family's RPN layers; None keeps the layers' defaults (DEFAULT_ANCHOR_SCALES,
+    DEFAULT_ANCHOR_RATIOS, allowed_border 0) and leaves the key out of param_str."""
     scales: tuple | None = None
     ratios: tuple | None = None
     # Anchors reaching this many pixels outside the image are still labelled in RPN training.
@@ -107,9 +108,7 @@ class Anchors:
     @property
     def count(self):
         """Anchors per feature-map position."""
-        if self.scales is None and self.ratios is None:
-            return DEFAULT_NUM_ANCHORS
-        return len(self.scales or (8, 16, 32)) * len(self.ratios or (0.5, 1, 2))
+        return len(self.scales or DEFAULT_ANCHOR_SCALES) * len(self.ratios or DEFAULT_ANCHOR_RATIOS)
 
 
 @dataclass(frozen=True)

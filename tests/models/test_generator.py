@@ -10,8 +10,12 @@ import importlib.util
 import os.path as osp
 
 import pytest
+import yaml
 
 pytest.importorskip('caffe')  # the synth family is rendered through caffe_pb2
+
+from fast_rcnn.models import read_net  # noqa: E402
+from rpn.generate_anchors import generate_anchors  # noqa: E402
 
 MODELS_DIR = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', 'models'))
 
@@ -60,3 +64,20 @@ def test_every_file_starts_with_the_header(generator):
     for rel, text in generator.all_files().items():
         assert text.splitlines()[0] == \
             '# Written by models/make_prototxts.py: edit that script and rerun it, not this file.', rel
+
+
+def test_anchor_counts_match_what_the_layers_generate(generator):
+    """rpn_cls_score has 2A outputs for the A anchors the layers make from their param_str."""
+    for family in generator.FAMILIES:
+        for arch in family.archs:
+            net = read_net(osp.join(MODELS_DIR, family.dirname, arch.dirname, 'faster_rcnn_end2end',
+                                    'train.prototxt'))
+            layers = {layer.name: layer for layer in net.layer}
+            for name in ('rpn-data', 'proposal'):
+                params = yaml.safe_load(layers[name].python_param.param_str)
+                kwargs = {key: params[key] for key in ('scales', 'ratios') if key in params}
+                num_anchors = len(generate_anchors(**kwargs))
+                assert num_anchors == family.anchors.count, (family.dirname, arch.dirname, name)
+            assert layers['rpn_cls_score'].convolution_param.num_output == 2 * family.anchors.count
+    assert (generator.PASCAL_VOC.anchors.count, generator.COCO.anchors.count,
+            generator.SYNTH.anchors.count) == (9, 12, 12)
