@@ -43,7 +43,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    """Run the test; returns the mAP."""
+    """Run the test; returns the dataset's own number (VOC: mAP; COCO-format: AP@[.5:.95])."""
     args = parse_args(argv)
     apply_config(args)
     require_net_files(args)
@@ -69,9 +69,10 @@ def main(argv=None):
     all_boxes, mean_ap = test_net(net, imdb, max_per_image=max_per_image, thresh=cfg.TEST.SCORE_THRESH,
                                   vis=args.vis)
     if mean_ap is not None:  # None: an image set evaluated by a server (its files were written)
-        print(f'mAP = {mean_ap:.4f}', flush=True)
         # A COCO-format imdb's own evaluation is already COCO's.
-        if args.metric == 'coco' and not hasattr(imdb, 'coco_ground_truth'):
+        own_coco = coco_eval.is_coco_format(imdb)
+        print(f'{"COCO AP@[.5:.95]" if own_coco else "mAP"} = {mean_ap:.4f}', flush=True)
+        if args.metric == 'coco' and not own_coco:
             summary = coco_eval.evaluate_imdb(imdb, all_boxes, get_output_dir(imdb.name, net_name))
             print(f'COCO AP@[.5:.95] = {summary["AP"]:.4f}', flush=True)
     return mean_ap

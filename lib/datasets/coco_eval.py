@@ -125,11 +125,17 @@ def voc_ground_truth(annotations, classes):
     return {'images': images, 'annotations': anns, 'categories': categories}
 
 
+def is_coco_format(imdb):
+    """True for imdbs read from COCO JSON (their own evaluation is COCO's): they have
+    ``coco_ground_truth()``."""
+    return hasattr(imdb, 'coco_ground_truth')
+
+
 def coco_view(imdb):
     """``(COCO ground truth, image ids, category ids)`` of an imdb: a COCO-format imdb's own
     (``coco_ground_truth()``), a VOC-format one's converted by ``voc_ground_truth``. ``image_ids[i]`` is
     image ``i``'s COCO id, ``category_ids[k]`` class ``k``'s."""
-    if hasattr(imdb, 'coco_ground_truth'):
+    if is_coco_format(imdb):
         return imdb.coco_ground_truth()
     gt = voc_ground_truth(imdb.annotations(), imdb.classes)
     return ground_truth_index(gt), list(range(imdb.num_images)), list(range(imdb.num_classes))
