@@ -3,6 +3,9 @@
 
 Writes ``<out>/JPEGImages/<id>.jpg``, ``<out>/Annotations/<id>.xml`` (1-based VOC coordinates) and
 ``<out>/ImageSets/Main/{trainval,test}.txt``; default ``<out>`` is ``<cfg.DATA_DIR>/SYNTHdevkit/SYNTH``.
+The same objects are also written as COCO JSON, ``<out>/annotations/instances_{trainval,test}.json``
+(``write_coco_views``), derived from the VOC files after they are written (or found up to date), so the two
+views cannot disagree and adding the JSON never touches the images or the XMLs.
 Images 1..N_trainval form trainval, the next N_test form test (disjoint by construction). Image k is drawn
 from its own generator seeded with (seed, k), so the output depends only on the seed and the counts.
 A stamp file (generator version, seed, counts) makes a rerun with the same arguments a no-op.
@@ -25,9 +28,12 @@ import numpy as np
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..', 'lib'))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from datasets.pascal_voc import annotation_xml  # noqa: E402
+from datasets.coco import synth_coco_annotation_file  # noqa: E402
+from datasets.coco_eval import roidb_box_to_coco  # noqa: E402
+from datasets.pascal_voc import annotation_xml, parse_annotation, read_image_set  # noqa: E402
 from datasets.synth import SYNTH_CLASSES, SYNTH_DATASET_DIRNAME, synth_dataset_path  # noqa: E402
 from synth_shapes import SHAPES, render_scene  # noqa: E402
+from utils.fileio import write_text_atomic  # noqa: E402
 
 # Bump whenever the output for a given seed changes (drawing, annotation rule, file format).
 GENERATOR_VERSION = 5
@@ -95,6 +101,43 @@ def write_image(out_dir, k, seed):
     return im.shape[1], im.shape[0], objects, dropped
 
 
+def coco_view(out_dir, split):
+    """COCO-format dict of one split, read from its VOC files: image id = int(VOC id), file_name
+    ``<id>.jpg``, category ids 1..K in ``SYNTH_CLASSES`` order, ``bbox`` ``[x, y, w, h]`` of the 0-based
+    pixel-inclusive box (w = x2 - x1 + 1), ``area`` w * h, difficult objects as crowd regions (``iscrowd``
+    1: left out of training and ignored by the evaluation, like VOC's difficult)."""
+    class_to_ind = {name: k for k, name in enumerate(SYNTH_CLASSES) if k > 0}
+    images, annotations = [], []
+    for index in read_image_set(osp.join(out_dir, 'ImageSets', 'Main', f'{split}.txt')):
+        ann = parse_annotation(osp.join(out_dir, 'Annotations', f'{index}.xml'), class_to_ind)
+        images.append({'id': int(index), 'file_name': f'{index}.jpg', 'width': ann['width'],
+                       'height': ann['height']})
+        for bbox, cls, difficult in zip(roidb_box_to_coco(ann['boxes']), ann['gt_classes'], ann['difficult']):
+            x, y, w, h = (int(v) for v in bbox)
+            annotations.append({'id': len(annotations) + 1, 'image_id': int(index), 'category_id': int(cls),
+                                'bbox': [x, y, w, h], 'area': w * h, 'iscrowd': int(difficult)})
+    categories = [{'id': k, 'name': name, 'supercategory': 'shape'} for k, name in enumerate(SYNTH_CLASSES)
+                  if k > 0]
+    return {'images': images, 'annotations': annotations, 'categories': categories}
+
+
+def write_coco_views(out_dir):
+    """Write each split's COCO JSON (``coco_view``) where it is missing or differs; returns the paths
+    written."""
+    written = []
+    for split in ('trainval', 'test'):
+        path = synth_coco_annotation_file(split, out_dir)
+        text = json.dumps(coco_view(out_dir, split)) + '\n'
+        if osp.isfile(path):
+            with open(path, encoding='utf-8') as f:
+                if f.read() == text:
+                    continue
+        os.makedirs(osp.dirname(path), exist_ok=True)
+        write_text_atomic(path, text)
+        written.append(path)
+    return written
+
+
 def read_stamp(out_dir):
     """The stamp dict of a previous run in ``out_dir``, or None."""
     path = osp.join(out_dir, STAMP_FILE)
@@ -118,7 +161,7 @@ def generate(out_dir, seed=DEFAULT_SEED, num_trainval=DEFAULT_NUM_TRAINVAL, num_
             return json.load(f), False
     if read_stamp(out_dir) is not None:
         # our own earlier output (it has a stamp): start clean so no stale files remain
-        for sub in ('JPEGImages', 'Annotations', 'ImageSets'):
+        for sub in ('JPEGImages', 'Annotations', 'ImageSets', 'annotations'):
             shutil.rmtree(osp.join(out_dir, sub), ignore_errors=True)
         os.remove(osp.join(out_dir, STAMP_FILE))
     for sub in ('JPEGImages', 'Annotations', osp.join('ImageSets', 'Main')):
@@ -155,6 +198,8 @@ def main(argv=None):
         parser.error('--num-trainval and --num-test must be positive')
     out_dir = args.out or synth_dataset_path()
     stats, generated = generate(out_dir, args.seed, args.num_trainval, args.num_test, args.force)
+    for path in write_coco_views(out_dir):
+        print(f'wrote {path}')
     state = (f'generated in {stats["seconds"]} s' if generated
              else 'up to date (stamp matches; --force regenerates)')
     print(f'synthetic dataset {out_dir}: {state}')

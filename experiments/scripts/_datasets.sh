@@ -49,8 +49,21 @@ case "$DATASET" in
       if [ "$METHOD" = faster_rcnn_alt_opt ]; then PRESET_ITERS="20 20 20 20"; else PRESET_ITERS="40"; fi
     fi
     ;;
+  coco)
+    # MS COCO as released (datasets.coco): train on 2014 train + valminusminival, test on minival; the
+    # models/coco nets (VGG16, VGG_CNN_M_1024) exist for end-to-end and Fast R-CNN training only.
+    TRAIN_IMDB=coco_2014_train+coco_2014_valminusminival
+    TEST_IMDB=coco_2014_minival
+    MODELS_DIR=models/coco
+    if [ "$METHOD" = faster_rcnn_alt_opt ]; then
+      echo "DATASET coco has no alternating-optimisation nets (as released): use faster_rcnn_end2end.sh" >&2
+      exit 1
+    fi
+    # The released schedule: 490k iterations, the step at 350k (in the solver).
+    PRESET_ITERS=490000
+    ;;
   *)
-    echo "unknown DATASET $DATASET (pascal_voc | pascal_voc_0712 | pascal_voc_07plus12 | synth | synth_mini)" >&2
+    echo "unknown DATASET $DATASET (pascal_voc | pascal_voc_0712 | pascal_voc_07plus12 | coco | synth | synth_mini)" >&2
     exit 1
     ;;
 esac

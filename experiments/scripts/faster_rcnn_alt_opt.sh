@@ -3,7 +3,7 @@
 #
 # Usage: ./experiments/scripts/faster_rcnn_alt_opt.sh GPU_ID NET DATASET [--set KEY VALUE ...]
 #   GPU_ID   a GPU id, or cpu
-#   NET      ZF | VGG16 (PASCAL VOC) or TINY (the embedded synth dataset)
+#   NET      ZF | VGG16 | VGG_CNN_M_1024 (PASCAL VOC) or TINY (the embedded synth dataset)
 #   DATASET  pascal_voc | pascal_voc_0712 | pascal_voc_07plus12 (tests on VOC 2012 test) | synth | synth_mini
 #   ITERS="n1 n2 n3 n4" (environment) overrides the iterations of the four stages.
 # Example: ./experiments/scripts/faster_rcnn_alt_opt.sh cpu TINY synth

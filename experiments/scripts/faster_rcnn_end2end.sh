@@ -3,8 +3,8 @@
 #
 # Usage: ./experiments/scripts/faster_rcnn_end2end.sh GPU_ID NET DATASET [--set KEY VALUE ...]
 #   GPU_ID   a GPU id, or cpu
-#   NET      ZF | VGG16 (PASCAL VOC) or TINY (the embedded synth dataset)
-#   DATASET  pascal_voc | pascal_voc_0712 | pascal_voc_07plus12 (tests on VOC 2012 test) | synth | synth_mini
+#   NET      ZF | VGG16 | VGG_CNN_M_1024 (PASCAL VOC; VGG16 | VGG_CNN_M_1024 for coco) or TINY (synth)
+#   DATASET  pascal_voc | pascal_voc_0712 | pascal_voc_07plus12 (tests on VOC 2012 test) | coco | synth | synth_mini
 #   ITERS=n (environment) overrides the iteration count (default: the solver's max_iter, else 70000).
 # Example: ./experiments/scripts/faster_rcnn_end2end.sh cpu TINY synth
 

@@ -2,6 +2,7 @@
 
 import functools
 
+from datasets import coco
 from datasets.combined_imdb import combined_imdb
 from datasets.pascal_voc import pascal_voc
 from datasets.synth import SYNTH_IMAGE_SETS, synth
@@ -15,6 +16,8 @@ for _split in ('trainval', 'train', 'val', 'test'):
 for _split in SYNTH_IMAGE_SETS:
     _SETS[f'synth_{_split}'] = functools.partial(synth, _split)
     _SETS[f'synth_mini_{_split}'] = functools.partial(synth, _split, mini=True)
+# MS COCO as released (coco_2014_*, coco_2015_*) and the COCO view of the embedded set (synth_coco_*).
+_SETS.update(coco.imdb_factories())
 
 
 class UnknownImdbError(KeyError):

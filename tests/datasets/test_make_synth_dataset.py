@@ -125,14 +125,17 @@ def synth_data_dir(gen, tmp_path_factory):
 
 
 def test_factory_lists_all_sets():
-    assert list_imdbs() == ['synth_mini_test', 'synth_mini_trainval', 'synth_test', 'synth_trainval',
+    assert list_imdbs() == ['coco_2014_minival', 'coco_2014_train', 'coco_2014_val',
+                            'coco_2014_valminusminival', 'coco_2015_test', 'coco_2015_test-dev',
+                            'synth_coco_test', 'synth_coco_trainval',
+                            'synth_mini_test', 'synth_mini_trainval', 'synth_test', 'synth_trainval',
                             'voc_2007_test', 'voc_2007_train', 'voc_2007_trainval', 'voc_2007_val',
                             'voc_2012_test', 'voc_2012_train', 'voc_2012_trainval', 'voc_2012_val']
 
 
 def test_unknown_name_lists_the_known_ones():
     with pytest.raises(KeyError,
-                       match=r"unknown imdb 'voc_2012_tset'; known: synth_mini_test, .*voc_2012_val"):
+                       match=r"unknown imdb 'voc_2012_tset'; known: coco_2014_minival, .*voc_2012_val"):
         get_imdb('voc_2007_trainval+voc_2012_tset')
 
 

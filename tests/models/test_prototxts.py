@@ -1,11 +1,11 @@
-"""The VOC network definitions: structure (parsed), and one pass of every net in pycaffe on the CPU.
+"""The network definitions: structure (parsed), and one pass of every net in pycaffe on the CPU.
 
-The Caffe passes run at the paper's input size (600 x 1000) with random weights: one forward/backward per
-train net, one forward per test net.
+ZF and VGG16 (pascal_voc) run at the paper's input size (600 x 1000), VGG_CNN_M_1024 (pascal_voc) and the
+COCO nets at 200 x 333, all with random weights: one forward/backward per train net, one forward per test
+net.
 """
 
 import glob
-import importlib.util
 import os
 import os.path as osp
 
@@ -18,6 +18,7 @@ import pytest  # noqa: E402
 import caffe  # noqa: E402
 from fast_rcnn.config import cfg, cfg_from_list  # noqa: E402
 from fast_rcnn.models import read_net, read_solver  # noqa: E402
+from roi_data_layer.roidb import add_bbox_regression_targets  # noqa: E402
 
 VOC_CLASSES = 21
 ANCHORS = 9
@@ -89,25 +90,6 @@ LEARNED = [(1.0, 1.0), (2.0, 1.0)]
 # ------------------------------------------------------------------------------------------------------------
 # Structure
 # ------------------------------------------------------------------------------------------------------------
-
-def _load_generator():
-    """Import models/pascal_voc/make_prototxts.py."""
-    spec = importlib.util.spec_from_file_location('make_prototxts',
-                                                  osp.join(cfg.MODELS_DIR, 'make_prototxts.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_committed_prototxts_match_the_generator():
-    expected = _load_generator().all_files()
-    on_disk = {osp.relpath(p, cfg.MODELS_DIR) for arch in ARCHS
-               for p in glob.glob(osp.join(cfg.MODELS_DIR, arch, '*', '*'))}
-    assert on_disk == set(expected)
-    for rel, text in expected.items():
-        with open(osp.join(cfg.MODELS_DIR, rel), encoding='utf-8') as f:
-            assert f.read() == text, f'{rel} is stale: rerun models/pascal_voc/make_prototxts.py'
-
 
 @pytest.mark.parametrize('arch, rel, has_rpn', TRAIN_NETS)
 def test_shared_conv_multipliers(arch, rel, has_rpn):
@@ -291,7 +273,6 @@ def image_path(tmp_path_factory):
 
 def _training_roidb(image_path):
     """Two entries (a Fast R-CNN minibatch holds two images) with normalised regression targets."""
-    from roi_data_layer.roidb import add_bbox_regression_targets
     rng = np.random.default_rng(1)
     roidb = [_roidb_entry(image_path, rng) for _ in range(2)]
     add_bbox_regression_targets(roidb, cfg.TRAIN.BBOX_THRESH, normalize=True)
@@ -402,3 +383,141 @@ def test_fast_rcnn_nets_share_the_detector_layer_names(arch):
     fast = _param_layer_names(read_net(_path(arch, 'fast_rcnn/test.prototxt')))
     full = _param_layer_names(read_net(_path(arch, 'faster_rcnn_alt_opt/faster_rcnn_test.pt')))
     assert fast == {name for name in full if not name.startswith('rpn')}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# VGG_CNN_M_1024 (pascal_voc) and the COCO nets (VGG16, VGG_CNN_M_1024): the released parameter layer names
+# and shapes (released caffemodels load by name), and one Caffe pass of each train net on the CPU at a small
+# input (the 600 x 1000 image scaled to 200 x 333), random weights.
+# ------------------------------------------------------------------------------------------------------------
+
+MODELS = osp.join(cfg.ROOT_DIR, 'models')
+FAMILY_CLASSES = {'pascal_voc': 21, 'coco': 81}
+# COCO's RPN has 12 anchors (scales 4, 8, 16, 32 x 3 ratios), VOC's 9.
+FAMILY_ANCHORS = {'pascal_voc': 9, 'coco': 12}
+# Parameter shapes of the released nets (weights; biases have the first dimension), K = classes, A = anchors.
+VGG_M_RELEASED_SHAPES = {'conv1': (96, 3, 7, 7), 'conv2': (256, 96, 5, 5), 'conv3': (512, 256, 3, 3),
+                'conv4': (512, 512, 3, 3), 'conv5': (512, 512, 3, 3), 'rpn_conv/3x3': (256, 512, 3, 3),
+                'fc6': (4096, 512 * 6 * 6), 'fc7': (1024, 4096)}
+VGG16_RELEASED_SHAPES = {'conv1_1': (64, 3, 3, 3), 'conv1_2': (64, 64, 3, 3), 'conv2_1': (128, 64, 3, 3),
+                'conv2_2': (128, 128, 3, 3), 'conv3_1': (256, 128, 3, 3), 'conv3_2': (256, 256, 3, 3),
+                'conv3_3': (256, 256, 3, 3), 'conv4_1': (512, 256, 3, 3), 'conv4_2': (512, 512, 3, 3),
+                'conv4_3': (512, 512, 3, 3), 'conv5_1': (512, 512, 3, 3), 'conv5_2': (512, 512, 3, 3),
+                'conv5_3': (512, 512, 3, 3), 'rpn_conv/3x3': (512, 512, 3, 3),
+                'fc6': (4096, 512 * 7 * 7), 'fc7': (4096, 4096)}
+RELEASED_SHAPES = {'VGG_CNN_M_1024': VGG_M_RELEASED_SHAPES, 'VGG16': VGG16_RELEASED_SHAPES}
+FIXED_CONVS = {'VGG_CNN_M_1024': ('conv1',), 'VGG16': ('conv1_1', 'conv1_2', 'conv2_1', 'conv2_2')}
+
+NEW_NETS = [('pascal_voc', 'VGG_CNN_M_1024', 'faster_rcnn_alt_opt'),
+        ('pascal_voc', 'VGG_CNN_M_1024', 'faster_rcnn_end2end'),
+        ('pascal_voc', 'VGG_CNN_M_1024', 'fast_rcnn'),
+        ('coco', 'VGG16', 'faster_rcnn_end2end'), ('coco', 'VGG16', 'fast_rcnn'),
+        ('coco', 'VGG_CNN_M_1024', 'faster_rcnn_end2end'), ('coco', 'VGG_CNN_M_1024', 'fast_rcnn')]
+# Train nets of each method and whether the data layer runs in RPN mode.
+NEW_TRAIN_NETS = {'faster_rcnn_alt_opt': {'stage1_rpn_train.pt': True, 'stage1_fast_rcnn_train.pt': False,
+                                      'stage2_rpn_train.pt': True, 'stage2_fast_rcnn_train.pt': False},
+              'faster_rcnn_end2end': {'train.prototxt': True}, 'fast_rcnn': {'train.prototxt': False}}
+NEW_TEST_NETS = {'faster_rcnn_alt_opt': ('rpn_test.pt', 'faster_rcnn_test.pt'),
+             'faster_rcnn_end2end': ('test.prototxt',), 'fast_rcnn': ('test.prototxt',)}
+SMALL_CFG = {'TRAIN.SCALES': (200,), 'TRAIN.MAX_SIZE': 334, 'TRAIN.USE_PREFETCH': False}
+
+
+def _released_shapes(family, arch, rpn, head):
+    """``{layer: weight shape}`` of a net with the shared convs, the RPN when ``rpn``, fc6/fc7 and the
+    detection head when ``head``."""
+    k, a = FAMILY_CLASSES[family], FAMILY_ANCHORS[family]
+    released = RELEASED_SHAPES[arch]
+    shapes = {name: shape for name, shape in released.items() if name.startswith('conv')}
+    if rpn:
+        rpn_dim = released['rpn_conv/3x3'][0]
+        shapes.update({'rpn_conv/3x3': released['rpn_conv/3x3'], 'rpn_cls_score': (2 * a, rpn_dim, 1, 1),
+                       'rpn_bbox_pred': (4 * a, rpn_dim, 1, 1)})
+    if head:
+        fc7 = released['fc7'][0]
+        shapes.update({'fc6': released['fc6'], 'fc7': released['fc7'], 'cls_score': (k, fc7),
+                       'bbox_pred': (4 * k, fc7)})
+    return shapes
+
+
+def _net_shapes(net):
+    """``{layer: weight shape}`` of a loaded net (and every bias is 1-D of the output count)."""
+    for name, params in net.params.items():
+        if len(params) > 1:
+            assert params[1].data.shape == (params[0].data.shape[0],), name
+    return {name: tuple(params[0].data.shape) for name, params in net.params.items()}
+
+
+@pytest.mark.parametrize('family, arch, method', NEW_NETS)
+def test_new_test_nets_have_the_released_names_and_shapes_and_run(family, arch, method, caffe_cpu):
+    for name in NEW_TEST_NETS[method]:
+        net = caffe.Net(osp.join(MODELS, family, arch, method, name), caffe.TEST)
+        expected = _released_shapes(family, arch, rpn=method != 'fast_rcnn', head=name != 'rpn_test.pt')
+        assert _net_shapes(net) == expected, name
+        _randomize(net, np.random.default_rng(3))
+        out = _small_test_forward(net, rpn=method != 'fast_rcnn')
+        if name == 'rpn_test.pt':
+            assert set(out) == {'rois', 'scores'} and len(out['rois']) == len(out['scores']) > 0
+        else:
+            k = FAMILY_CLASSES[family]
+            assert out['cls_prob'].shape[1] == k and out['bbox_pred'].shape[1] == 4 * k, name
+            np.testing.assert_allclose(out['cls_prob'].sum(axis=1), 1.0, rtol=1e-5)
+
+
+def _small_test_forward(net, rpn):
+    """One forward of a test net on a 200 x 333 input: with ``im_info`` (RPN nets) or three RoIs."""
+    data = np.random.default_rng(4).normal(0, 50, (1, 3, 200, 333)).astype(np.float32)
+    net.blobs['data'].reshape(*data.shape)
+    if rpn:
+        net.blobs['im_info'].reshape(1, 3)
+        return net.forward(data=data, im_info=np.array([[200, 333, 1.0]], np.float32))
+    rois = np.array([[0, 0, 0, 99, 99], [0, 50, 20, 300, 190], [0, 0, 0, 332, 199]], np.float32)
+    net.blobs['rois'].reshape(*rois.shape)
+    return net.forward(data=data, rois=rois)
+
+
+def _small_roidb(image, num_classes):
+    """Two training entries (see test_prototxts._roidb_entry) with ``num_classes`` overlap columns."""
+    rng = np.random.default_rng(1)
+    roidb = [_roidb_entry(image, rng) for _ in range(2)]
+    for entry in roidb:
+        pad = num_classes - entry['gt_overlaps'].shape[1]
+        entry['gt_overlaps'] = np.pad(entry['gt_overlaps'], ((0, 0), (0, pad)))
+    add_bbox_regression_targets(roidb, cfg.TRAIN.BBOX_THRESH, normalize=True)
+    return roidb
+
+
+@pytest.mark.parametrize('family, arch, method', NEW_NETS)
+def test_new_train_nets_forward_backward(family, arch, method, image_path, caffe_cpu, saved_cfg):
+    """One forward/backward of each train net: finite positive losses, gradients exactly in the layers
+    with a positive lr_mult."""
+    for name, has_rpn in NEW_TRAIN_NETS[method].items():
+        settings = {**SMALL_CFG, 'TRAIN.HAS_RPN': has_rpn,
+                    'TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED': method == 'faster_rcnn_end2end'}
+        cfg_from_list([item for key, value in settings.items() for item in (key, repr(value))])
+        np.random.seed(cfg.RNG_SEED)
+        path = osp.join(MODELS, family, arch, method, name)
+        net = caffe.Net(path, caffe.TRAIN)
+        _randomize(net, np.random.default_rng(2))
+        net.layers[0].set_roidb(_small_roidb(image_path, FAMILY_CLASSES[family]))
+        losses = net.forward()
+        net.backward()
+        assert losses and all(np.isfinite(v).all() and float(v) > 0 for v in losses.values()), (name, losses)
+        assert net.blobs['data'].data.shape[2:] == (200, 333)
+        if has_rpn:
+            assert net.blobs['rpn_cls_score'].data.shape[1] == 2 * FAMILY_ANCHORS[family]
+        learned = {layer.name for layer in read_net(path).layer
+                   if layer.param and layer.param[0].lr_mult > 0}
+        for layer, params in net.params.items():
+            has_grad = bool(np.any(params[0].diff))
+            assert has_grad == (layer in learned), (name, layer)
+
+
+def test_always_fixed_convs_are_frozen_in_every_train_net():
+    for family, arch, method in NEW_NETS:
+        for name in NEW_TRAIN_NETS[method]:
+            net = read_net(osp.join(MODELS, family, arch, method, name))
+            layers = {layer.name: layer for layer in net.layer}
+            for conv in FIXED_CONVS[arch]:
+                assert [(p.lr_mult, p.decay_mult) for p in layers[conv].param] == [(0, 0), (0, 0)], \
+                    (family, arch, name, conv)
+
