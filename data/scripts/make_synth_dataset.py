@@ -27,6 +27,7 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
 from datasets.pascal_voc import annotation_xml  # noqa: E402
 from datasets.synth import SYNTH_CLASSES, SYNTH_DATASET_DIRNAME, synth_dataset_path  # noqa: E402
+from fast_rcnn.config import cfg  # noqa: E402
 from synth_shapes import SHAPES, render_scene  # noqa: E402
 
 # Bump whenever the output for a given seed changes (drawing, annotation rule, file format).
@@ -153,7 +154,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.num_trainval < 1 or args.num_test < 1:
         parser.error('--num-trainval and --num-test must be positive')
-    out_dir = args.out or synth_dataset_path()
+    out_dir = args.out or synth_dataset_path(cfg.DATA_DIR)
     stats, generated = generate(out_dir, args.seed, args.num_trainval, args.num_test, args.force)
     state = (f'generated in {stats["seconds"]} s' if generated
              else 'up to date (stamp matches; --force regenerates)')

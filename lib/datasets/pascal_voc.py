@@ -25,15 +25,15 @@ import zipfile
 
 import numpy as np
 
+from datasets.dataset_file import load_dataset_file, named_dataset_files
 from datasets.imdb import imdb
 from datasets.voc_eval import voc_eval
 from fast_rcnn.config import cfg
 from utils.fileio import atomic_write, write_json_atomic
 from utils.image import BadImageError, stored_image_size
 
-VOC_CLASSES = ('__background__', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat',
-               'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep',
-               'sofa', 'train', 'tvmonitor')
+# The 20 VOC classes (data/datasets/voc_2007.yml is their one source).
+VOC_CLASSES = ('__background__',) + load_dataset_file(named_dataset_files()['voc_2007'])['classes']
 
 # The archives that hold each VOC year (all extract into a common VOCdevkit/ directory).
 VOC_ARCHIVES = {
