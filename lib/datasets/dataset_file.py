@@ -108,7 +108,8 @@ def _check_values(spec, path):
             _fail(path, key, f'{spec[key]!r} is not one of {", ".join(allowed)}')
     exts = spec['image_ext']
     exts = [exts] if isinstance(exts, str) else exts
-    if not isinstance(exts, list) or not exts or not all(isinstance(e, str) and e.startswith('.') for e in exts):
+    if not isinstance(exts, list) or not exts or not all(isinstance(e, str) and e.startswith('.')
+                                                         for e in exts):
         _fail(path, 'image_ext', 'expected an extension or a list of them, each starting with "."')
     spec['image_ext'] = tuple(exts)
     if not isinstance(spec['negatives'], bool):
@@ -120,7 +121,8 @@ def _check_values(spec, path):
     max_images = spec['max_images']
     if not isinstance(max_images, dict) or not all(
             k in spec['split_files'] and isinstance(v, int) and v > 0 for k, v in max_images.items()):
-        _fail(path, 'max_images', f'expected split: positive count, splits being {", ".join(spec["split_files"])}')
+        _fail(path, 'max_images',
+              f'expected split: positive count, splits being {", ".join(spec["split_files"])}')
     if spec['voc_year'] is not None:
         spec['voc_year'] = str(spec['voc_year'])
     if spec['missing_hint'] is not None and not isinstance(spec['missing_hint'], str):

@@ -361,8 +361,8 @@ class pascal_voc(imdb):
     split file; ``image_exts``: image extensions tried in order (then the XML's ``<filename>``);
     ``base``: 1 (1-based XML) or 0 (0-based); ``border_slack``: pixels a box may pass the border by and be
     clipped (counted in one warning); ``negatives``: ids without an XML are images without objects
-    instead of an error. ``use_difficult``: keep difficult objects in the gt roidb (``cfg.TRAIN.USE_DIFFICULT``
-    at the tool boundary). ``cache_dir``: see ``imdb``.
+    instead of an error. ``use_difficult``: keep difficult objects in the gt roidb
+    (``cfg.TRAIN.USE_DIFFICULT`` at the tool boundary). ``cache_dir``: see ``imdb``.
     """
 
     def __init__(self, image_set, year, devkit_path=None, classes=None, *, dataset_dir=None, name=None,
@@ -396,7 +396,8 @@ class pascal_voc(imdb):
         if image_ids is not None:
             self._image_index = list(image_ids)
         else:
-            imageset_file = image_set_file or osp.join(self._data_path, 'ImageSets', 'Main', f'{image_set}.txt')
+            imageset_file = image_set_file or osp.join(self._data_path, 'ImageSets', 'Main',
+                                                       f'{image_set}.txt')
             if not osp.isfile(imageset_file):
                 hint = missing_hint or voc_missing_hint(year, self._devkit_path)
                 raise DatasetNotFoundError(f'{self.name}: image set file not found: {imageset_file}\n{hint}')
@@ -498,8 +499,8 @@ class pascal_voc(imdb):
             parsed = [self._parse_one(index, path) for index, path in zip(ids, paths)]
             clipped = [(path, p['clipped']) for path, p in zip(paths, parsed) if p['clipped']]
             if clipped:
-                warnings.warn(f'{self.name}: {sum(n for _, n in clipped)} boxes passed the image border by at '
-                              f'most {self._border_slack:g} px and were clipped (first: {clipped[0][0]})',
+                warnings.warn(f'{self.name}: {sum(n for _, n in clipped)} boxes passed the image border by '
+                              f'at most {self._border_slack:g} px and were clipped (first: {clipped[0][0]})',
                               stacklevel=2)
         messages = [str(w.message) for w in caught]
         for message in messages:
