@@ -187,13 +187,12 @@ def rule_split(ids, fractions, seed):
     rest to ``REST_SPLIT``. Returns split -> sorted ids. An id keeps its split when others are added unless
     the counts shift it over a boundary; it never depends on the numpy version."""
     order = sorted(ids, key=lambda i: hashlib.sha256(f'{seed}:{i}'.encode()).hexdigest())
-    result, start = {}, 0
+    taken, start = {}, 0
     for split, fraction in fractions.items():
         count = int(round(fraction * len(order)))
-        result[split] = sorted(order[start:start + count])
+        taken[split] = sorted(order[start:start + count])
         start += count
-    result[REST_SPLIT] = sorted(order[start:])
-    return result
+    return {REST_SPLIT: sorted(order[start:]), **taken}
 
 
 def split_ids(spec, root):

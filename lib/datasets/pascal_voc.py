@@ -29,7 +29,7 @@ from datasets.dataset_file import load_dataset_file, named_dataset_files
 from datasets.imdb import imdb
 from datasets.voc_eval import voc_eval
 from fast_rcnn.config import cfg
-from utils.fileio import atomic_write, write_json_atomic
+from utils.fileio import atomic_write, write_json_atomic, write_text_atomic
 from utils.image import BadImageError, stored_image_size
 
 # The 20 VOC classes (data/datasets/voc_2007.yml is their one source).
@@ -135,6 +135,20 @@ def find_image(data_path, index, exts, annotation_path):
             if osp.isfile(path):
                 return path
     return None
+
+
+def devkit_xml(classes, boxes, gt_classes, difficult):
+    """The objects of one image as devkit XML for ``voc_eval``: ``boxes`` M x 4 (0-based, any floats),
+    written 1-based with ``%g``; ``gt_classes`` M indices into ``classes``; ``difficult`` M bool."""
+    root = ET.Element('annotation')
+    for box, cls, diff in zip(boxes, gt_classes, difficult):
+        node = ET.SubElement(root, 'object')
+        ET.SubElement(node, 'name').text = classes[int(cls)]
+        ET.SubElement(node, 'difficult').text = str(int(diff))
+        bndbox = ET.SubElement(node, 'bndbox')
+        for tag, value in zip(('xmin', 'ymin', 'xmax', 'ymax'), box):
+            ET.SubElement(bndbox, tag).text = f'{float(value) + 1:g}'
+    return ET.tostring(root, encoding='unicode') + '\n'
 
 
 def annotation_xml(filename, width, height, objects, folder):
@@ -606,7 +620,7 @@ class pascal_voc(imdb):
         ids_file = osp.join(output_dir, f'{self.name}_image_ids.txt')
         with atomic_write(ids_file, 'w') as f:
             f.writelines(f'{index}\n' for index in self._image_index)
-        annopath = osp.join(self._data_path, 'Annotations', '{}.xml')
+        annopath = self._eval_annotation_path()
         aps = {}
         for cls_ind, cls in enumerate(self.classes):
             if cls_ind == 0:
@@ -626,6 +640,22 @@ class pascal_voc(imdb):
         print(format_ap_table(self.name, metric, aps, mean_ap))
         return mean_ap
 
+
+    def _eval_annotation_path(self):
+        """``voc_eval``'s annotation path pattern: the dataset's own XMLs under the devkit's rules; under
+        other rules (0-based, clipped boxes, negatives, other image names) the loaded annotations rewritten
+        as devkit XMLs (1-based, clipped) in ``<cache>/<name>_eval_annotations/``, so evaluation sees the
+        boxes training saw."""
+        if not self._rules():
+            return osp.join(self._data_path, 'Annotations', '{}.xml')
+        ann = self.annotations()
+        out_dir = osp.join(self.cache_path, f'{self.name}_eval_annotations')
+        os.makedirs(out_dir, exist_ok=True)
+        for i, index in enumerate(self._image_index):
+            rows = slice(ann['offsets'][i], ann['offsets'][i + 1])
+            write_text_atomic(osp.join(out_dir, f'{index}.xml'), devkit_xml(
+                self.classes, ann['boxes'][rows], ann['gt_classes'][rows], ann['difficult'][rows]))
+        return osp.join(out_dir, '{}.xml')
 
     def write_server_results(self, all_boxes, output_dir):
         """The evaluation server's submission: ``results/VOC<year>/Main/comp4_det_<set>_<class>.txt`` (one
