@@ -375,14 +375,15 @@ class pascal_voc(imdb):
     split file; ``image_exts``: image extensions tried in order (then the XML's ``<filename>``);
     ``base``: 1 (1-based XML) or 0 (0-based); ``border_slack``: pixels a box may pass the border by and be
     clipped (counted in one warning); ``negatives``: ids without an XML are images without objects
-    instead of an error. ``use_difficult``: keep difficult objects in the gt roidb
+    instead of an error; ``split_file_exts``: extensions dropped from the ids of the split file (files
+    that list file names). ``use_difficult``: keep difficult objects in the gt roidb
     (``cfg.TRAIN.USE_DIFFICULT`` at the tool boundary). ``cache_dir``: see ``imdb``.
     """
 
     def __init__(self, image_set, year, devkit_path=None, classes=None, *, dataset_dir=None, name=None,
                  max_images=None, use_07_metric=None, on_bad_box='raise', missing_hint=None,
                  image_ids=None, image_set_file=None, image_exts=('.jpg',), base=1.0, border_slack=0.0,
-                 negatives=False, use_difficult=False, cache_dir=None):
+                 negatives=False, split_file_exts=(), use_difficult=False, cache_dir=None):
         year = None if year is None else str(year)
         if year is None and not (devkit_path and dataset_dir and name):
             raise ValueError('pascal_voc without a year needs devkit_path, dataset_dir and name')
@@ -415,8 +416,7 @@ class pascal_voc(imdb):
             if not osp.isfile(imageset_file):
                 hint = missing_hint or voc_missing_hint(year, self._devkit_path)
                 raise DatasetNotFoundError(f'{self.name}: image set file not found: {imageset_file}\n{hint}')
-            strip = () if self._image_exts == ('.jpg',) else self._image_exts + ('.xml',)
-            self._image_index = read_image_set(imageset_file, strip)
+            self._image_index = read_image_set(imageset_file, split_file_exts)
         if max_images is not None:
             self._image_index = self._image_index[:max_images]
 
@@ -554,11 +554,13 @@ class pascal_voc(imdb):
         return {k: v for k, v in rules.items() if v != defaults[k]}
 
     def _cache_key(self, ids, paths):
-        """SHA-256 over the cache version, classes, bad-box policy, the other loading rules when they are
-        not the devkit's, ids and every annotation file's bytes (a negative hashes as no file)."""
+        """SHA-256 over the cache version, classes, bad-box policy, the other loading rules (and the folder)
+        when they are not the devkit's, ids and every annotation file's bytes (a negative hashes as no
+        file)."""
         header = [_CACHE_VERSION, self.classes, self._on_bad_box]
         if self._rules():
-            header.append(self._rules())
+            # the folder too: the cached warnings name its files, and same-named datasets may differ
+            header.append(dict(self._rules(), data_path=self._data_path))
         digest = hashlib.sha256(json.dumps(header).encode())
         for index, path in zip(ids, paths):
             if path is None:

@@ -31,8 +31,8 @@ def xml_text(objects, size=None, filename=None, tags=True):
         head += f'<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>'
     body = ''
     for name, box, difficult, truncated in objects:
-        extra = (f'<pose>Unspecified</pose><truncated>{truncated}</truncated><difficult>{difficult}</difficult>'
-                 if tags else '')
+        extra = (f'<pose>Unspecified</pose><truncated>{truncated}</truncated>'
+                 f'<difficult>{difficult}</difficult>' if tags else '')
         body += (f'<object><name>{name}</name>{extra}<bndbox><xmin>{box[0]}</xmin><ymin>{box[1]}</ymin>'
                  f'<xmax>{box[2]}</xmax><ymax>{box[3]}</ymax></bndbox></object>')
     return f'<annotation><folder>export</folder>{head}{body}</annotation>\n'
