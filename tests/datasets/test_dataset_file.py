@@ -149,8 +149,8 @@ def test_class_names_differing_only_in_case_are_never_merged(tmp_path):
         f.write('classes: [apple, pear]\n')
     with pytest.raises(BadAnnotationError,
                        match=r"a03.xml: object 0 \('Pear '\): unknown class name 'Pear ' "
-                             r"\(known: apple, pear\); it differs from class 'pear' only in case or surrounding spaces: correct the "
-                             r"annotation, or list"):
+                             r"\(known: apple, pear\); it differs from class 'pear' only in case or "
+                             r"surrounding spaces: correct the annotation, or list"):
         load_roidb(f'{yml}:trainval')
 
 
