@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os.path as osp
 import re
+import sys
 
 import pytest
 
@@ -40,3 +41,17 @@ def test_end2end_script_trains_and_tests_a_dataset_file(tmp_path, exp_dir, run_i
     assert 0.0 <= result['mAP'] <= 1.0
     assert float(re.search(r'^mAP = ([0-9.]+)$', proc.stdout, re.M).group(1)) == pytest.approx(
         result['mAP'], abs=1e-4)
+
+
+def test_training_stops_before_any_work_on_a_dataset_with_errors(tmp_path, run_in_repo):
+    yml = _voc_exports().write_broken_dataset(tmp_path / 'broken')
+    proc = run_in_repo([sys.executable, 'tools/train_net.py', '--cpu', '--solver',
+                        'models/synth/TINY/faster_rcnn_end2end/solver.prototxt', '--imdb', f'{yml}:trainval'],
+                       timeout=120)
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    assert lines[0] == (f'error: dataset broken ({yml}) has 7 errors that would stop training '
+                        f'(tools/check_dataset.py {yml} prints them all):')
+    assert lines[1] == (f'  {tmp_path}/broken/ImageSets/Main/trainval.txt:7: id: image id \'b1\' repeats '
+                        'line 1 (duplicate id)')
+    assert len(lines) == 8 and 'Called with args' not in proc.stdout
