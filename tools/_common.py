@@ -217,12 +217,24 @@ def require_imdb(name, check=False):
     """Load the imdb ``name`` and its ground truth now (ids, annotations with the training rules, image
     files and sizes), so that a missing or bad dataset stops the tool with one line before any work.
     With ``check`` (the training tools) every dataset file it names is first checked like
-    ``tools/check_dataset.py`` does (cached by content hash under ``<DATA_DIR>/cache/dataset_checks``)."""
+    ``tools/check_dataset.py`` does (cached by content hash under ``<DATA_DIR>/cache/dataset_checks``), so
+    the tool lists every problem, not the first; a missing dataset keeps the loader's message (what to get).
+    """
     from datasets.factory import get_imdb
+    try:
+        imdb = get_imdb(name)
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    except (KeyError, ValueError) as exc:
+        if check:
+            try:
+                require_checked_datasets(name)  # stops listing every problem when it finds any
+            except (FileNotFoundError, KeyError, ValueError):
+                pass  # an unknown name or a bad dataset file: the loader's message says it
+        fail(str(exc))
     try:
         if check:
             require_checked_datasets(name)
-        imdb = get_imdb(name)
         imdb.gt_roidb()
     except (FileNotFoundError, KeyError, ValueError) as exc:
         fail(str(exc))
@@ -238,12 +250,13 @@ def require_checked_datasets(name):
     ``datasets.dataset_check``."""
     from datasets.dataset_check import cached_check
     from datasets.factory import resolve_imdb_name
-    specs = {}
+    specs, splits = {}, {}
     for part in name.split('+'):
-        spec, _ = resolve_imdb_name(part)
+        spec, split = resolve_imdb_name(part)
         specs[spec['path']] = spec
-    for spec in specs.values():
-        errors, from_cache = cached_check(spec, cfg.DATA_DIR, osp.join(cfg.DATA_DIR, 'cache'))
+        splits.setdefault(spec['path'], []).append(split)
+    for path, spec in specs.items():
+        errors, from_cache = cached_check(spec, cfg.DATA_DIR, osp.join(cfg.DATA_DIR, 'cache'), splits[path])
         if errors:
             lines = [f'{p["file"]}: {p["field"]}: {p["message"]}' for p in errors[:_ERRORS_SHOWN]]
             if len(errors) > _ERRORS_SHOWN:

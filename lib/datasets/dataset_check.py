@@ -162,18 +162,18 @@ def _check_split(root, split, ids, spec, class_to_ind, base, report):
     return stats, boxes, images
 
 
-def check_dataset(spec, data_dir):
-    """Check every split of dataset file ``spec`` (``load_dataset_file``) under ``data_dir``
-    (cfg.DATA_DIR); returns a ``CheckReport``."""
+def check_dataset(spec, data_dir, splits=None):
+    """Check the ``splits`` (default: all) of dataset file ``spec`` (``load_dataset_file``) under
+    ``data_dir`` (cfg.DATA_DIR); returns a ``CheckReport``."""
     report = CheckReport(spec['name'])
     if spec['format'] not in CHECKERS:
         report.add('error', spec['path'], 'format', f'no checks for format {spec["format"]!r}; known: '
                    f'{", ".join(sorted(CHECKERS))}')
         return report
-    return CHECKERS[spec['format']](spec, data_dir, report)
+    return CHECKERS[spec['format']](spec, data_dir, report, list(splits or spec['split_files']))
 
 
-def check_voc(spec, data_dir, report):
+def check_voc(spec, data_dir, report, splits):
     """``check_dataset`` of a ``format: voc`` dataset file."""
     root = dataset_root(spec, data_dir)
     if not osp.isdir(root):
@@ -186,7 +186,7 @@ def check_voc(spec, data_dir, report):
         return report
     report.classes = classes
     class_to_ind = {c: i for i, c in enumerate(classes, 1)}
-    splits = _split_lists(spec, root, report)
+    splits = {s: ids for s, ids in _split_lists(spec, root, report, splits).items() if s in splits}
     seen = {}
     boxes, images = [], []
     for split, ids in splits.items():
@@ -204,15 +204,15 @@ def check_voc(spec, data_dir, report):
     return report
 
 
-def _split_lists(spec, root, report):
-    """Split -> ids (after ``max_images``) from the split files or the split rule."""
+def _split_lists(spec, root, report, splits):
+    """Split -> ids (after ``max_images``) from the split files of ``splits`` or the split rule."""
     if spec['split'] is not None:
         lists = split_ids(spec, root)
         report.notes.append('split rule: ' + ', '.join(f'{s} {len(v)}' for s, v in lists.items()))
     else:
         lists = {}
-        for split, rel in spec['split_files'].items():
-            path = osp.join(root, rel)
+        for split in splits:
+            path = osp.join(root, spec['split_files'][split])
             if not osp.isfile(path):
                 report.add('error', path, 'splits', f'split file of {split} not found')
                 lists[split] = []
@@ -305,11 +305,11 @@ def write_histogram(path, sides, scaled, smallest_anchor):
     plt.close(fig)
 
 
-def content_key(spec, data_dir):
-    """SHA-256 over the check version, the dataset file, every annotation and split file's bytes and every
-    image's name, size and modification time (image bytes are not read)."""
+def content_key(spec, data_dir, splits=None):
+    """SHA-256 over the check version, the splits checked, the dataset file, every annotation and split
+    file's bytes and every image's name, size and modification time (image bytes are not read)."""
     root = dataset_root(spec, data_dir)
-    digest = hashlib.sha256(json.dumps([CHECK_VERSION, root]).encode())
+    digest = hashlib.sha256(json.dumps([CHECK_VERSION, root, sorted(splits or spec['split_files'])]).encode())
     with open(spec['path'], 'rb') as f:
         digest.update(f.read())
     for sub in ('Annotations', 'ImageSets'):
@@ -323,10 +323,10 @@ def content_key(spec, data_dir):
     return digest.hexdigest()
 
 
-def cached_check(spec, data_dir, cache_dir):
-    """``(errors, from_cache)``: the error problems of ``check_dataset``, kept in
+def cached_check(spec, data_dir, cache_dir, splits=None):
+    """``(errors, from_cache)``: the error problems of ``check_dataset`` of ``splits``, kept in
     ``<cache_dir>/dataset_checks/<name>_<key>.json`` so an unchanged dataset is checked once."""
-    key = content_key(spec, data_dir)
+    key = content_key(spec, data_dir, splits)
     path = osp.join(cache_dir, 'dataset_checks', f'{spec["name"]}_{key[:16]}.json')
     try:
         with open(path, encoding='utf-8') as f:
@@ -335,7 +335,7 @@ def cached_check(spec, data_dir, cache_dir):
             return cached['errors'], True
     except (OSError, ValueError):
         pass  # absent or unreadable: check again
-    report = check_dataset(spec, data_dir)
+    report = check_dataset(spec, data_dir, splits)
     os.makedirs(osp.dirname(path), exist_ok=True)
     write_json_atomic(path, {'key': key, 'errors': report.errors, 'report': report.to_json()})
     return report.errors, False

@@ -305,7 +305,7 @@ def build_voc(spec, split, *, data_dir, cache_dir, use_difficult, report=print):
                       image_set_file=None if ids is not None else osp.join(root, spec['split_files'][split]),
                       image_exts=spec['image_ext'], base=base, border_slack=spec['border_slack'],
                       negatives=spec['negatives'], split_file_exts=spec['image_ext'] + ('.xml',),
-                      use_difficult=use_difficult, cache_dir=cache_dir)
+                      use_difficult=use_difficult, cache_dir=cache_dir, data_dir=data_dir)
 
 
 # format -> builder(spec, split, *, data_dir, cache_dir, use_difficult) returning an imdb. Another loader

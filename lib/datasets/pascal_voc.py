@@ -377,13 +377,15 @@ class pascal_voc(imdb):
     clipped (counted in one warning); ``negatives``: ids without an XML are images without objects
     instead of an error; ``split_file_exts``: extensions dropped from the ids of the split file (files
     that list file names). ``use_difficult``: keep difficult objects in the gt roidb
-    (``cfg.TRAIN.USE_DIFFICULT`` at the tool boundary). ``cache_dir``: see ``imdb``.
+    (``cfg.TRAIN.USE_DIFFICULT`` at the tool boundary). ``cache_dir``: see ``imdb``. ``data_dir``: where the
+    default devkit path and the released Selective Search boxes are (``get_imdb`` passes cfg.DATA_DIR; when
+    None it is read from cfg here, the boundary of a directly constructed loader).
     """
 
     def __init__(self, image_set, year, devkit_path=None, classes=None, *, dataset_dir=None, name=None,
                  max_images=None, use_07_metric=None, on_bad_box='raise', missing_hint=None,
                  image_ids=None, image_set_file=None, image_exts=('.jpg',), base=1.0, border_slack=0.0,
-                 negatives=False, split_file_exts=(), use_difficult=False, cache_dir=None):
+                 negatives=False, split_file_exts=(), use_difficult=False, cache_dir=None, data_dir=None):
         year = None if year is None else str(year)
         if year is None and not (devkit_path and dataset_dir and name):
             raise ValueError('pascal_voc without a year needs devkit_path, dataset_dir and name')
@@ -398,7 +400,8 @@ class pascal_voc(imdb):
         self._use_difficult = bool(use_difficult)
         self._image_set = image_set
         self._year = year
-        self._devkit_path = devkit_path or osp.join(cfg.DATA_DIR, f'VOCdevkit{year}')
+        self._data_dir = cfg.DATA_DIR if data_dir is None else data_dir
+        self._devkit_path = devkit_path or osp.join(self._data_dir, f'VOCdevkit{year}')
         self._data_path = osp.join(self._devkit_path, dataset_dir or f'VOC{year}')
         self._on_bad_box = on_bad_box
         # objects are never background
@@ -438,11 +441,11 @@ class pascal_voc(imdb):
         return path
 
     def released_selective_search_file(self):
-        """``<cfg.DATA_DIR>/selective_search_data/<name>.mat`` for a VOC year (the released Fast R-CNN boxes),
+        """``<data_dir>/selective_search_data/<name>.mat`` for a VOC year (the released Fast R-CNN boxes),
         None for datasets without a year (custom and embedded sets compute theirs with OpenCV)."""
         if self._year is None:
             return None
-        return osp.join(cfg.DATA_DIR, 'selective_search_data', f'{self.name}.mat')
+        return osp.join(self._data_dir, 'selective_search_data', f'{self.name}.mat')
 
     def annotation_path(self, index):
         """Path of the annotation XML of image id ``index``."""

@@ -83,6 +83,15 @@ def test_an_id_in_two_splits_and_a_missing_split_file(tmp_path, data_dir):
     assert ('error', 'ImageSets/Main/val.txt', 'splits', 'split file of val not found') in found
 
 
+def test_only_the_splits_asked_for_are_checked(tmp_path, data_dir):
+    yml = voc_exports.write_broken_dataset(tmp_path / 'b')
+    yml.write_text(yml.read_text() + 'splits: [trainval, test, val]\n')  # val.txt does not exist
+    report = check_dataset(load_dataset_file(str(yml)), str(data_dir), ['test'])
+    assert report.problems == [] and list(report.splits) == ['test']
+    errors, _ = cached_check(load_dataset_file(str(yml)), str(data_dir), str(data_dir / 'cache'), ['test'])
+    assert errors == []
+
+
 def test_cached_check_is_reused_until_the_content_changes(tmp_path, data_dir):
     yml = voc_exports.write_broken_dataset(tmp_path / 'b')
     spec = load_dataset_file(str(yml))
