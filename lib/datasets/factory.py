@@ -48,6 +48,12 @@ def resolve_imdb_name(name, datasets_dir=DATASETS_DIR):
     return named[name]
 
 
+def canonical_imdb_name(name):
+    """The ``name`` of the imdb ``get_imdb(name)`` gives, without loading it: ``file.yml:<split>`` parts
+    become ``<dataset>_<split>`` (what output folders and result files are named after)."""
+    return '+'.join(f'{spec["name"]}_{split}' for spec, split in map(resolve_imdb_name, name.split('+')))
+
+
 def get_imdb(name):
     """The imdb called ``name``; ``'a+b'`` gives a combined imdb of ``a`` and ``b``."""
     names = name.split('+')

@@ -10,7 +10,7 @@ import pytest
 
 from datasets import dataset_file
 from datasets.dataset_file import DatasetFileError, load_dataset_file, rule_split
-from datasets.factory import UnknownImdbError, get_imdb, list_imdbs, resolve_imdb_name
+from datasets.factory import UnknownImdbError, canonical_imdb_name, get_imdb, list_imdbs, resolve_imdb_name
 from datasets.pascal_voc import VOC_CLASSES, BadAnnotationError, DatasetNotFoundError
 from fast_rcnn.config import cfg
 
@@ -54,6 +54,7 @@ def test_a_file_in_the_datasets_folder_is_listed_and_resolved(tmp_path):
     assert (spec['name'], split) == ('fruit', 'train')
     with pytest.raises(UnknownImdbError, match=r"unknown imdb 'fruit_test'; known: fruit_train, fruit_val "):
         resolve_imdb_name('fruit_test', str(tmp_path))
+    assert canonical_imdb_name(f'voc_2007_trainval+{tmp_path}/fruit.yml:val') == 'voc_2007_trainval+fruit_val'
 
 
 @pytest.mark.parametrize('text, message', [
