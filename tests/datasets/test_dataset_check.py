@@ -126,3 +126,17 @@ def test_the_tool_refuses_a_bad_dataset_file(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr == (f"error: dataset file {tmp_path}/x.yml: key metric: 'map' is not one of voc07, "
                            "area\n")
+
+
+def test_the_tool_compares_boxes_with_the_anchors_of_a_net(tmp_path):
+    pytest.importorskip('caffe')
+    yml = voc_exports.write_quirks_dataset(tmp_path / 'q')
+    net = 'models/synth/TINY/faster_rcnn_end2end/train.prototxt'
+    proc = subprocess.run([sys.executable, 'tools/check_dataset.py', str(yml), '--histogram',
+                           str(tmp_path / 'h.png'), '--def', net, '--cfg', 'experiments/cfgs/synth.yml'],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    # TINY's anchors (scales 2, 4, 8, 16): the smallest area's square root is 31 px; at 400/670 the 40 x 30
+    # images are scaled by 13.3 and the 32 x 24 PNG by 16.7, so even the 8 px box is above it
+    assert ('box size (sqrt of area, px): min 8, median 14, max 24; 0.0% below the smallest anchor (31 px at '
+            'the training scale 400/670)') in proc.stdout.splitlines()
