@@ -37,8 +37,12 @@ from utils.fileio import write_text_atomic
 DATASETS_DIR = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', 'data', 'datasets'))
 
 METRICS = {'voc07': True, 'area': False}  # metric -> use_07_metric
-COORDINATES = ('1-based', '0-based', 'auto')
-BAD_BOXES = ('raise', 'clip', 'skip')
+# Coordinate conventions of annotation files: the VOC devkit writes 1-based pixel indices, some exporters
+# 0-based ones; the value is what is subtracted to get our 0-based boxes. 'auto' decides per dataset.
+COORDINATE_BASES = {'1-based': 1.0, '0-based': 0.0}
+COORDINATES = tuple(COORDINATE_BASES) + ('auto',)
+# What the loader does with a bad object (see pascal_voc.parse_annotation).
+BAD_BOX_POLICIES = ('raise', 'clip', 'skip')
 DEFAULT_SPLITS = ('trainval', 'test')
 # The split that takes the ids the fractions of a split rule leave.
 REST_SPLIT = 'trainval'
@@ -103,7 +107,7 @@ def _check_values(spec, path):
             _fail(path, 'classes', 'names must be unique and not __background__ (it is added)')
         classes = tuple(classes)
     spec['classes'] = classes
-    for key, allowed in (('metric', METRICS), ('coordinates', COORDINATES), ('bad_boxes', BAD_BOXES)):
+    for key, allowed in (('metric', METRICS), ('coordinates', COORDINATES), ('bad_boxes', BAD_BOX_POLICIES)):
         if spec[key] not in allowed:
             _fail(path, key, f'{spec[key]!r} is not one of {", ".join(allowed)}')
     exts = spec['image_ext']
@@ -284,7 +288,7 @@ def resolve_rules(spec, root, report=print):
     if coordinates == 'auto':
         coordinates, reason = decide_coordinates(xml_paths)
         report(f'{spec["name"]}: coordinates auto: {coordinates} ({reason})')
-    return classes, 1.0 if coordinates == '1-based' else 0.0
+    return classes, COORDINATE_BASES[coordinates]
 
 
 def build_voc(spec, split, *, data_dir, cache_dir, use_difficult, report=print):

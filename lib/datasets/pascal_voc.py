@@ -1,17 +1,19 @@
 """PASCAL VOC-format image databases (also serves custom datasets in the VOC layout).
 
 Layout: ``<devkit_path>/<dataset_dir>/{JPEGImages/<id>.jpg, Annotations/<id>.xml, ImageSets/Main/<set>.txt}``
-with ``devkit_path = <cfg.DATA_DIR>/VOCdevkit<year>`` and ``dataset_dir = VOC<year>`` by default.
+with ``devkit_path = <data_dir>/VOCdevkit<year>`` and ``dataset_dir = VOC<year>`` by default. Dataset files
+(``datasets.dataset_file``) build these loaders with the rules of other exporters (image extensions,
+0-based coordinates, border slack, negatives); the defaults are the devkit's.
 
 Annotation XMLs use 1-based inclusive pixel coordinates; roidb boxes are 0-based (x - 1). Every object is
 validated when read (see ``parse_annotation``). Parsed annotations are cached in
-``<cfg.DATA_DIR>/cache/<name>_gt_annotations.npz`` under a key hashing the content of every annotation file,
-the class list and the bad-box policy, so an edited annotation rebuilds the cache; a corrupt cache is
-rebuilt with a warning.
+``<cache_dir>/<name>_gt_annotations.npz`` under a key hashing the content of every annotation file,
+the class list and the bad-box policy (and the other rules when they are not the devkit's), so an edited
+annotation rebuilds the cache; a corrupt cache is rebuilt with a warning.
 
 Image ids (one per line of the ImageSets file) must be plain file names (no path separator, not ``.`` or
 ``..``, no whitespace or control characters) and unique; the set must not be empty. When annotations are
-loaded, every JPEG's size (read from its header) must equal its annotation's ``<size>``.
+loaded, every image's stored size (read from its header) must equal its annotation's ``<size>``.
 """
 
 import hashlib
@@ -25,7 +27,7 @@ import zipfile
 
 import numpy as np
 
-from datasets.dataset_file import load_dataset_file, named_dataset_files
+from datasets.dataset_file import BAD_BOX_POLICIES, load_dataset_file, named_dataset_files
 from datasets.imdb import imdb
 from datasets.voc_eval import voc_eval
 from fast_rcnn.config import cfg
@@ -41,8 +43,6 @@ VOC_ARCHIVES = {
     # the test images (voc_2012_test) come from the evaluation server after registration
     '2012': ('VOCtrainval_11-May-2012.tar', 'VOC2012test.tar'),
 }
-
-BAD_BOX_POLICIES = ('raise', 'clip', 'skip')
 
 # IoU threshold of the VOC detection challenge.
 VOC_IOU_THRESH = 0.5
@@ -172,11 +172,6 @@ def annotation_xml(filename, width, height, objects, folder):
             ET.SubElement(bndbox, tag).text = str(int(value) + 1)
     ET.indent(root)
     return ET.tostring(root, encoding='unicode') + '\n'
-
-
-# Coordinate conventions of annotation files: the VOC devkit writes 1-based pixel indices; some exporters
-# write 0-based ones. The value is what is subtracted to get our 0-based boxes.
-COORDINATE_BASES = {'1-based': 1.0, '0-based': 0.0}
 
 
 def read_annotation_xml(filename):
