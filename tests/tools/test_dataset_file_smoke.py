@@ -1,6 +1,7 @@
-"""Smoke run of a dataset file through the experiment script: ``faster_rcnn_end2end.sh cpu TINY <file.yml>``
-on a generated 9-image dataset (split rule: 6 trainval, 3 test), 20 iterations from the seeded random
-TINY model (as synth_mini does), checked up front by the training tool."""
+"""Smoke runs of a dataset file through the experiment scripts: ``faster_rcnn_end2end.sh cpu TINY <file.yml>``
+(20 iterations) and ``faster_rcnn_alt_opt.sh`` (10 per stage) on a generated 9-image dataset (split rule:
+6 trainval, 3 test) from the seeded random TINY model (as synth_mini does), checked up front by the
+training tool; and the training tool stopping on a dataset with errors."""
 
 import glob
 import importlib.util
@@ -41,6 +42,20 @@ def test_end2end_script_trains_and_tests_a_dataset_file(tmp_path, exp_dir, run_i
     assert 0.0 <= result['mAP'] <= 1.0
     assert float(re.search(r'^mAP = ([0-9.]+)$', proc.stdout, re.M).group(1)) == pytest.approx(
         result['mAP'], abs=1e-4)
+
+
+def test_alt_opt_script_trains_and_tests_a_dataset_file(tmp_path, exp_dir, run_in_repo, monkeypatch):
+    yml = _voc_exports().write_clean_dataset(tmp_path / 'clean', 9)
+    monkeypatch.setenv('ITERS', '10 10 10 10')
+    monkeypatch.setenv('INIT_MODEL', 'output/init/TINY.caffemodel')
+    proc = run_in_repo(['experiments/scripts/faster_rcnn_alt_opt.sh', 'cpu', 'TINY', str(yml),
+                        '--set', 'EXP_DIR', exp_dir], timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    out_dir = osp.join(ROOT, 'output', exp_dir)
+    assert osp.isfile(osp.join(out_dir, 'clean_trainval', 'TINY_faster_rcnn_final.caffemodel'))
+    with open(osp.join(out_dir, 'clean_test', 'TINY_faster_rcnn_final', 'clean_test_eval.json'),
+              encoding='utf-8') as f:
+        assert json.load(f)['num_images'] == 3
 
 
 def test_training_stops_before_any_work_on_a_dataset_with_errors(tmp_path, run_in_repo):
