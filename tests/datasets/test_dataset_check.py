@@ -140,3 +140,10 @@ def test_the_tool_compares_boxes_with_the_anchors_of_a_net(tmp_path):
     # images are scaled by 13.3 and the 32 x 24 PNG by 16.7, so even the 8 px box is above it
     assert ('box size (sqrt of area, px): min 8, median 14, max 24; 0.0% below the smallest anchor (31 px at '
             'the training scale 400/670)') in proc.stdout.splitlines()
+
+
+def test_a_format_without_checks_is_a_warning(tmp_path, data_dir):
+    (tmp_path / 'c.yml').write_text('root: x\nformat: coco\n')
+    report = check_dataset(load_dataset_file(str(tmp_path / 'c.yml')), str(data_dir))
+    assert problems(report, tmp_path) == [('warning', 'c.yml', 'format', "no checks for format 'coco' (checks "
+                                           'exist for: voc; register one in datasets.dataset_check.CHECKERS)')]
