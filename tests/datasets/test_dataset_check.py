@@ -145,5 +145,6 @@ def test_the_tool_compares_boxes_with_the_anchors_of_a_net(tmp_path):
 def test_a_format_without_checks_is_a_warning(tmp_path, data_dir):
     (tmp_path / 'c.yml').write_text('root: x\nformat: coco\n')
     report = check_dataset(load_dataset_file(str(tmp_path / 'c.yml')), str(data_dir))
-    assert problems(report, tmp_path) == [('warning', 'c.yml', 'format', "no checks for format 'coco' (checks "
-                                           'exist for: voc; register one in datasets.dataset_check.CHECKERS)')]
+    assert problems(report, tmp_path) == [
+        ('warning', 'c.yml', 'format',
+         "no checks for format 'coco' (checks exist for: voc; register one in datasets.dataset_check.CHECKERS)")]
