@@ -169,7 +169,8 @@ def check_dataset(spec, data_dir, splits=None):
     if spec['format'] not in CHECKERS:
         # a format whose loader registered no checks still trains (its loader validates what it reads)
         report.add('warning', spec['path'], 'format', f'no checks for format {spec["format"]!r} (checks '
-                   f'exist for: {", ".join(sorted(CHECKERS))}; register one in datasets.dataset_check.CHECKERS)')
+                   f'exist for: {", ".join(sorted(CHECKERS))}; register one in '
+                   'datasets.dataset_check.CHECKERS)')
         return report
     return CHECKERS[spec['format']](spec, data_dir, report, list(splits or spec['split_files']))
 

@@ -147,4 +147,5 @@ def test_a_format_without_checks_is_a_warning(tmp_path, data_dir):
     report = check_dataset(load_dataset_file(str(tmp_path / 'c.yml')), str(data_dir))
     assert problems(report, tmp_path) == [
         ('warning', 'c.yml', 'format',
-         "no checks for format 'coco' (checks exist for: voc; register one in datasets.dataset_check.CHECKERS)")]
+         "no checks for format 'coco' (checks exist for: voc; register one in "
+         'datasets.dataset_check.CHECKERS)')]
