@@ -213,16 +213,58 @@ def require_weights(path):
     fail(f'model weights not found: {path}')
 
 
-def require_imdb(name):
+def require_imdb(name, check=False):
     """Load the imdb ``name`` and its ground truth now (ids, annotations with the training rules, image
-    files and sizes), so that a missing or bad dataset stops the tool with one line before any work."""
+    files and sizes), so that a missing or bad dataset stops the tool with one line before any work.
+    With ``check`` (the training tools) every dataset file it names is first checked like
+    ``tools/check_dataset.py`` does (cached by content hash under ``<DATA_DIR>/cache/dataset_checks``), so
+    the tool lists every problem, not the first; a missing dataset keeps the loader's message (what to get).
+    """
     from datasets.factory import get_imdb
     try:
         imdb = get_imdb(name)
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    except (KeyError, ValueError) as exc:
+        if check:
+            try:
+                require_checked_datasets(name)  # stops listing every problem when it finds any
+            except (FileNotFoundError, KeyError, ValueError):
+                pass  # an unknown name or a bad dataset file: the loader's message says it
+        fail(str(exc))
+    try:
+        if check:
+            require_checked_datasets(name)
         imdb.gt_roidb()
     except (FileNotFoundError, KeyError, ValueError) as exc:
         fail(str(exc))
     return imdb
+
+
+# Dataset errors a training tool prints before it stops (the checker prints all).
+_ERRORS_SHOWN = 20
+
+
+def require_checked_datasets(name):
+    """Stop the tool, listing every error, when a dataset file of imdb ``name`` (``a+b`` too) fails
+    ``datasets.dataset_check``."""
+    from datasets.dataset_check import cached_check
+    from datasets.factory import resolve_imdb_name
+    specs, splits = {}, {}
+    for part in name.split('+'):
+        spec, split = resolve_imdb_name(part)
+        specs[spec['path']] = spec
+        splits.setdefault(spec['path'], []).append(split)
+    for path, spec in specs.items():
+        errors, from_cache = cached_check(spec, cfg.DATA_DIR, osp.join(cfg.DATA_DIR, 'cache'), splits[path])
+        if errors:
+            lines = [f'{p["file"]}: {p["field"]}: {p["message"]}' for p in errors[:_ERRORS_SHOWN]]
+            if len(errors) > _ERRORS_SHOWN:
+                lines.append(f'... and {len(errors) - _ERRORS_SHOWN} more')
+            fail(f'dataset {spec["name"]} ({spec["path"]}) has {len(errors)} errors that would stop '
+                 f'training (tools/check_dataset.py {spec["path"]} prints them all):\n  '
+                 + '\n  '.join(lines))
+        print(f'Dataset {spec["name"]} checked: no errors{" (cached)" if from_cache else ""}', flush=True)
 
 
 def require_file(path, what):

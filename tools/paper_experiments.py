@@ -185,7 +185,9 @@ class PaperRun:
 
     def output_dir(self, exp_dir, imdb_name, net_name=None):
         """``output/<exp_dir>/<imdb>[/<net_name>]`` as the tools compute it."""
-        parts = [cfg.ROOT_DIR, 'output', exp_dir, imdb_name] + ([net_name] if net_name else [])
+        from datasets.factory import canonical_imdb_name  # path.yml:split -> <name>_<split>
+        parts = [cfg.ROOT_DIR, 'output', exp_dir, canonical_imdb_name(imdb_name)]
+        parts += [net_name] if net_name else []
         return osp.join(*parts)
 
     # ---------------------------------------------------------------- training
@@ -299,7 +301,9 @@ class PaperRun:
                 args += ['--proposals', proposals]
             self.tool(f'row_{row}', 'test_net.py', args, [cfg_file], {'EXP_DIR': exp_dir, **sets})
             out = self.output_dir(exp_dir, self.args.test_imdb, osp.splitext(osp.basename(model))[0])
-            with open(osp.join(out, f'{self.args.test_imdb}_eval.json'), encoding='utf-8') as f:
+            from datasets.factory import canonical_imdb_name
+            with open(osp.join(out, f'{canonical_imdb_name(self.args.test_imdb)}_eval.json'),
+                      encoding='utf-8') as f:
                 evaluation = json.load(f)
             with open(osp.join(out, 'timing.json'), encoding='utf-8') as f:
                 timing = json.load(f)

@@ -262,7 +262,7 @@ def main(argv=None):
     args = parse_args(argv)
     apply_config(args)
     require_weights(args.pretrained_model)
-    imdb = require_imdb(args.imdb_name)
+    imdb = require_imdb(args.imdb_name, check=True)
     solvers, rpn_test_prototxt, test_prototxt = get_solvers(args.net_name)
     max_iters = stage_max_iters(solvers, args.iters)
     print('Called with args:', args, flush=True)

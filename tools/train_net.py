@@ -47,7 +47,7 @@ def main(argv=None):
         require_file(args.resume, 'solver state to resume from')
     if args.proposals is not None:
         require_file(args.proposals, 'proposals file')
-    imdb = require_imdb(args.imdb_name)
+    imdb = require_imdb(args.imdb_name, check=True)
     solver_param = read_solver(args.solver)
     max_iters = args.max_iters or released_max_iter(solver_param, end2end=cfg.TRAIN.HAS_RPN)
     if not solver_param.HasField('train_net'):

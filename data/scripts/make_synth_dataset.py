@@ -28,10 +28,11 @@ import numpy as np
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..', 'lib'))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from datasets.coco import synth_coco_annotation_file  # noqa: E402
 from datasets.coco_eval import roidb_box_to_coco  # noqa: E402
 from datasets.pascal_voc import annotation_xml, parse_annotation, read_image_set  # noqa: E402
-from datasets.synth import SYNTH_CLASSES, SYNTH_DATASET_DIRNAME, synth_dataset_path  # noqa: E402
+from datasets.synth import SYNTH_CLASSES, SYNTH_DATASET_DIRNAME, synth_coco_annotation_file, \
+    synth_dataset_path  # noqa: E402
+from fast_rcnn.config import cfg  # noqa: E402
 from synth_shapes import SHAPES, render_scene  # noqa: E402
 from utils.fileio import write_text_atomic  # noqa: E402
 
@@ -196,7 +197,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.num_trainval < 1 or args.num_test < 1:
         parser.error('--num-trainval and --num-test must be positive')
-    out_dir = args.out or synth_dataset_path()
+    out_dir = args.out or synth_dataset_path(cfg.DATA_DIR)
     stats, generated = generate(out_dir, args.seed, args.num_trainval, args.num_test, args.force)
     for path in write_coco_views(out_dir):
         print(f'wrote {path}')

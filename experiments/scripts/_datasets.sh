@@ -2,6 +2,9 @@
 # Expects GPU_ID, NET, DATASET and METHOD (faster_rcnn_alt_opt | faster_rcnn_end2end); sets TRAIN_IMDB,
 # TEST_IMDB, MODELS_DIR, CFG_ARGS, DEVICE_ARGS, WEIGHTS, ITERS, PY and LOG. Commands run through `timed`
 # and messages through `say` are teed to LOG (each command's tee ends with it, so LOG is complete after it).
+# DATASET may be a dataset file (path/to/file.yml, see data/README.md): it trains on its split TRAIN_SPLIT
+# (default trainval) and tests on TEST_SPLIT (default test). Environment: INIT_MODEL overrides the initial
+# model (a missing file under output/init/ is written as a seeded random model).
 
 ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT_DIR"
@@ -13,7 +16,30 @@ MODELS_DIR=models/pascal_voc
 WEIGHTS="data/imagenet_models/${NET}.v2.caffemodel"
 INIT_ARGS=()
 PRESET_ITERS=""
+
+# The embedded backbones' analogue of an ImageNet model: the shared convs and fc6/fc7 pre-trained once
+# (cached) to classify crops of synth_trainval (never the test split) by tools/make_init_model.py. Keyed by
+# what it is made from (the dataset's stamp, the tool and fast_rcnn/init_model.py, the backbone), so a
+# regenerated dataset or a changed net gets a new one instead of a stale cached file.
+use_synth_init_model() {
+  local key
+  key=$(cat "data/SYNTHdevkit/SYNTH/synth_stamp.json" tools/make_init_model.py lib/fast_rcnn/init_model.py \
+    "models/synth/${NET}/faster_rcnn_alt_opt/faster_rcnn_test.pt" 2>/dev/null | sha1sum | cut -c1-12)
+  WEIGHTS="output/init/${NET}_pretrained_${key}.caffemodel"
+  INIT_ARGS=(--pretrain-imdb synth_trainval)
+}
+
 case "$DATASET" in
+  *.yml|*.yaml)
+    [ -f "$DATASET" ] || { echo "dataset file not found: $DATASET" >&2; exit 1; }
+    TRAIN_IMDB="${DATASET}:${TRAIN_SPLIT:-trainval}"
+    TEST_IMDB="${DATASET}:${TEST_SPLIT:-test}"
+    if [ "$NET" = TINY ]; then
+      CFG_ARGS+=(--cfg experiments/cfgs/synth.yml)
+      MODELS_DIR=models/synth
+      use_synth_init_model
+    fi
+    ;;
   pascal_voc)
     TRAIN_IMDB=voc_2007_trainval
     TEST_IMDB=voc_2007_test
@@ -33,14 +59,8 @@ case "$DATASET" in
     TEST_IMDB=${DATASET}_test
     CFG_ARGS+=(--cfg experiments/cfgs/synth.yml)
     MODELS_DIR=models/synth
-    # No ImageNet model exists for the embedded nets. Its analogue: the shared convs and fc6/fc7 pre-trained
-    # once (cached) to classify crops of synth_trainval (never the test split) by tools/make_init_model.py.
-    # Keyed by what it is made from (the dataset's stamp, the tool, the backbone), so a regenerated dataset or
-    # a changed net gets a new one instead of a stale cached file.
-    INIT_KEY=$(cat "data/SYNTHdevkit/SYNTH/synth_stamp.json" tools/make_init_model.py \
-      lib/fast_rcnn/init_model.py "${MODELS_DIR}/${NET}/faster_rcnn_alt_opt/faster_rcnn_test.pt" 2>/dev/null | sha1sum | cut -c1-12)
-    WEIGHTS="output/init/${NET}_pretrained_${INIT_KEY}.caffemodel"
-    INIT_ARGS=(--pretrain-imdb synth_trainval)
+    # No ImageNet model exists for the embedded nets: see use_synth_init_model.
+    use_synth_init_model
     if [ "$DATASET" = synth_mini ]; then
       # The smoke test starts from a seeded random model instead (no pre-training).
       WEIGHTS="output/init/${NET}.caffemodel"
@@ -63,11 +83,16 @@ case "$DATASET" in
     PRESET_ITERS=490000
     ;;
   *)
-    echo "unknown DATASET $DATASET (pascal_voc | pascal_voc_0712 | pascal_voc_07plus12 | coco | synth | synth_mini)" >&2
+    echo "unknown DATASET $DATASET (pascal_voc | pascal_voc_0712 | pascal_voc_07plus12 | coco | synth | synth_mini |" \
+      "a dataset file path/to/file.yml)" >&2
     exit 1
     ;;
 esac
 ITERS=${ITERS:-$PRESET_ITERS}
+if [ -n "$INIT_MODEL" ]; then
+  WEIGHTS=$INIT_MODEL
+  INIT_ARGS=()
+fi
 
 if [ "$GPU_ID" = cpu ] || [ "$GPU_ID" = -1 ]; then
   DEVICE_ARGS=(--cpu)
@@ -77,7 +102,9 @@ fi
 
 mkdir -p experiments/logs
 # The pid keeps two runs started in the same second apart.
-LOG="experiments/logs/${METHOD}_${NET}_${DATASET}.txt.$(date +'%Y-%m-%d_%H-%M-%S').$$"
+# A dataset file is named by its stem (a path has slashes).
+DATASET_TAG=$(basename "$DATASET" | sed -E 's/\.ya?ml$//')
+LOG="experiments/logs/${METHOD}_${NET}_${DATASET_TAG}.txt.$(date +'%Y-%m-%d_%H-%M-%S').$$"
 
 # Prints a message and appends it to LOG.
 say() {

@@ -5,13 +5,14 @@
 #   GPU_ID   a GPU id, or cpu
 #   NET      ZF | VGG16 | VGG_CNN_M_1024 (PASCAL VOC) or TINY (the embedded synth dataset)
 #   DATASET  pascal_voc | pascal_voc_0712 | pascal_voc_07plus12 (tests on VOC 2012 test) | synth | synth_mini
+#            or a dataset file path/to/file.yml (its trainval and test splits; NET ZF/VGG16 or TINY)
 #   ITERS="n1 n2 n3 n4" (environment) overrides the iterations of the four stages.
 # Example: ./experiments/scripts/faster_rcnn_alt_opt.sh cpu TINY synth
 
 set -e
 set -o pipefail
 if [ $# -lt 3 ]; then
-  sed -n '2,9p' "$0"
+  sed -n '2,10p' "$0"
   exit 1
 fi
 GPU_ID=$1

@@ -5,7 +5,7 @@
 # Usage: ./experiments/scripts/paper_experiments.sh GPU_ID NET DATASET [--only ROWS] [--set KEY VALUE ...]
 #   GPU_ID   a GPU id, or cpu
 #   NET      ZF | VGG16 (PASCAL VOC) or TINY (the embedded synth dataset)
-#   DATASET  pascal_voc | pascal_voc_0712 | synth | synth_mini
+#   DATASET  pascal_voc | pascal_voc_0712 | synth | synth_mini | a dataset file path/to/file.yml
 #   --only   comma-separated row ids or prefixes (t1, t1_ss, t5, joint, fig2, anchors); default: all
 #   --report-only  compute nothing: rewrite the report from the steps finished so far
 #   ITERS="n1 n2 n3 n4" (environment) overrides the alt-opt stages' iterations, as for faster_rcnn_alt_opt.sh.

@@ -1,12 +1,13 @@
-"""COCO-format image databases: MS COCO as the released toolkit names it, and any COCO-format JSON.
+"""COCO-format image databases: any COCO-format JSON and its image folder.
 
 ``coco_from_files(name, annotation_file, image_dir)`` makes an imdb of any COCO-format detection JSON
 (``images``, ``categories`` and, unless the set is unannotated, ``annotations``) and its image folder
-(``<image_dir>/<images[].file_name>``). ``coco(split, year)`` gives the released MS COCO sets
-(``RELEASED_SPLITS``): annotations ``<cfg.DATA_DIR>/coco/annotations/instances_<split><year>.json``
-(``image_info_<split><year>.json`` for the unannotated 2015 test sets), images
-``<cfg.DATA_DIR>/coco/images/<split><year>/`` (``val2014`` for minival and valminusminival, ``test2015``
-for test-dev).
+(``<image_dir>/<images[].file_name>``). Dataset files with ``format: coco`` (``datasets.dataset_file``)
+make them: MS COCO as the released toolkit names it is ``data/datasets/coco_2014.yml`` /
+``coco_2015.yml`` (``coco_2014_train`` ... ``coco_2015_test-dev``; annotations
+``<cfg.DATA_DIR>/coco/annotations/instances_<split><year>.json``, ``image_info_<split>2015.json`` for the
+unannotated 2015 test sets; images ``<cfg.DATA_DIR>/coco/images/<split><year>/``, ``val2014`` for minival
+and valminusminival, ``test2015`` for test-dev), the embedded set's COCO view ``synth_coco.yml``.
 
 Classes: the categories sorted by id become class indices 1..K (0 is the background), so non-contiguous
 category ids (COCO's 1..90 for 80 categories) map to contiguous indices; ``category_ids[k]`` maps back.
@@ -20,7 +21,6 @@ itself and matches them as COCO does. ``seg_areas`` is the annotation's ``area``
 annotations have empty ``boxes``.
 """
 
-import functools
 import json
 import os
 import os.path as osp
@@ -30,29 +30,8 @@ import numpy as np
 from datasets import coco_eval
 from datasets.imdb import imdb
 from datasets.pascal_voc import BadAnnotationError, DatasetNotFoundError, image_id_problem
-from datasets.synth import SYNTH_IMAGE_SETS, synth_dataset_path
-from fast_rcnn.config import cfg
 from utils.fileio import write_json_atomic
 from utils.image import BadImageError, stored_image_size
-
-# Released imdb name pieces: year -> split -> (annotation file stem, image folder).
-RELEASED_SPLITS = {
-    '2014': {'train': ('instances_train2014', 'train2014'), 'val': ('instances_val2014', 'val2014'),
-             # The released toolkit's 5k-image split of val2014 and the rest of val2014.
-             'minival': ('instances_minival2014', 'val2014'),
-             'valminusminival': ('instances_valminusminival2014', 'val2014')},
-    '2015': {'test': ('image_info_test2015', 'test2015'),
-             'test-dev': ('image_info_test-dev2015', 'test2015')},
-}
-COCO_DIRNAME = 'coco'
-
-
-def coco_missing_hint(annotation_file, image_dir):
-    """How to provide MS COCO where the released imdbs look for it."""
-    return (f'Download the MS COCO annotations and images from the COCO website and place them as '
-            f'{annotation_file} and {image_dir}/ (minival / valminusminival 2014: the released '
-            f'py-faster-rcnn annotation files instances_minival2014.json and '
-            f'instances_valminusminival2014.json, images from val2014); see data/README.md.')
 
 
 def _field(obj, key, where, path, kinds):
@@ -279,53 +258,7 @@ class coco(imdb):
         return coco_eval.evaluate_imdb(self, all_boxes, output_dir)['AP']
 
 
-def coco_from_files(name, annotation_file, image_dir):
+def coco_from_files(name, annotation_file, image_dir, missing_hint=None):
     """An imdb called ``name`` of any COCO-format JSON and its image folder (the ``format: coco`` dataset
     files); see ``coco``."""
-    return coco(name, annotation_file, image_dir)
-
-
-def released_coco(split, year, data_dir=None):
-    """The released imdb ``coco_<year>_<split>`` under ``<data_dir>/coco`` (default ``cfg.DATA_DIR``)."""
-    year = str(year)
-    if split not in RELEASED_SPLITS.get(year, {}):
-        raise ValueError(f'unknown COCO set {split!r} {year!r}; known: '
-                         f'{", ".join(released_imdb_names())}')
-    stem, folder = RELEASED_SPLITS[year][split]
-    root = osp.join(data_dir or cfg.DATA_DIR, COCO_DIRNAME)
-    annotation_file = osp.join(root, 'annotations', f'{stem}.json')
-    image_dir = osp.join(root, 'images', folder)
-    return coco(f'coco_{year}_{split}', annotation_file, image_dir,
-                missing_hint=coco_missing_hint(annotation_file, image_dir))
-
-
-def released_imdb_names():
-    """``coco_2014_train`` ... ``coco_2015_test-dev``."""
-    return [f'coco_{year}_{split}' for year, splits in RELEASED_SPLITS.items() for split in splits]
-
-
-def synth_coco_annotation_file(image_set, dataset_path):
-    """``<dataset_path>/annotations/instances_<image_set>.json``: the embedded set's COCO view."""
-    return osp.join(dataset_path, 'annotations', f'instances_{image_set}.json')
-
-
-def synth_coco(image_set):
-    """``synth_coco_<image_set>``: the embedded dataset read through its COCO JSON (same images and objects
-    as ``synth_<image_set>``; difficult objects are crowd regions)."""
-    if image_set not in SYNTH_IMAGE_SETS:
-        raise ValueError(f'synth has image sets {SYNTH_IMAGE_SETS}, not {image_set!r}')
-    hint = ('Generate it with: .venv/bin/python data/scripts/make_synth_dataset.py  '
-            '(`make` does this; see data/README.md).')
-    path = synth_dataset_path()
-    return coco(f'synth_coco_{image_set}', synth_coco_annotation_file(image_set, path),
-                osp.join(path, 'JPEGImages'), missing_hint=hint)
-
-
-def imdb_factories():
-    """``{imdb name: callable making it}`` for ``datasets.factory``: the released COCO sets and the COCO
-    view of the embedded dataset."""
-    factories = {f'coco_{year}_{split}': functools.partial(released_coco, split, year)
-                 for year, splits in RELEASED_SPLITS.items() for split in splits}
-    factories.update({f'synth_coco_{image_set}': functools.partial(synth_coco, image_set)
-                      for image_set in SYNTH_IMAGE_SETS})
-    return factories
+    return coco(name, annotation_file, image_dir, missing_hint=missing_hint)

@@ -1,23 +1,16 @@
-"""Imdbs by name: ``get_imdb('voc_2007_trainval')``; ``'a+b'`` combines sets (VOC 07+12)."""
+"""Imdbs by name: ``get_imdb('voc_2007_trainval')``; ``'a+b'`` combines sets (VOC 07+12).
 
-import functools
+Every name is ``<dataset>_<split>`` of a dataset file ``data/datasets/<dataset>.yml`` (the built-in VOC and
+synth sets are such files too; see ``datasets.dataset_file``), or ``path/to/file.yml:<split>`` for a
+dataset file anywhere. ``get_imdb`` is the configuration boundary: it reads ``cfg.DATA_DIR`` (where
+relative dataset roots and the caches are) and ``cfg.TRAIN.USE_DIFFICULT`` and passes them down.
+"""
 
-from datasets import coco
+import os.path as osp
+
 from datasets.combined_imdb import combined_imdb
-from datasets.pascal_voc import pascal_voc
-from datasets.synth import SYNTH_IMAGE_SETS, synth
-
-_SETS = {}
-for _split in ('trainval', 'train', 'val', 'test'):
-    _SETS[f'voc_2007_{_split}'] = functools.partial(pascal_voc, _split, '2007')
-# voc_2012_test has images only (VOCtest 2012 archive): detections are evaluated by the server.
-for _split in ('trainval', 'train', 'val', 'test'):
-    _SETS[f'voc_2012_{_split}'] = functools.partial(pascal_voc, _split, '2012')
-for _split in SYNTH_IMAGE_SETS:
-    _SETS[f'synth_{_split}'] = functools.partial(synth, _split)
-    _SETS[f'synth_mini_{_split}'] = functools.partial(synth, _split, mini=True)
-# MS COCO as released (coco_2014_*, coco_2015_*) and the COCO view of the embedded set (synth_coco_*).
-_SETS.update(coco.imdb_factories())
+from datasets.dataset_file import DATASETS_DIR, build_imdb, load_dataset_file, named_dataset_files
+from fast_rcnn.config import cfg
 
 
 class UnknownImdbError(KeyError):
@@ -27,9 +20,38 @@ class UnknownImdbError(KeyError):
         return str(self.args[0])  # KeyError would show the repr of the message
 
 
-def list_imdbs():
-    """Names ``get_imdb`` knows (each may be joined with ``+``)."""
-    return sorted(_SETS)
+def _named_splits(datasets_dir):
+    """Imdb name -> (dataset file settings, split) for every dataset file in ``datasets_dir``."""
+    names = {}
+    for path in named_dataset_files(datasets_dir).values():
+        spec = load_dataset_file(path)
+        for split in spec['split_files']:
+            names[f'{spec["name"]}_{split}'] = (spec, split)
+    return names
+
+
+def list_imdbs(datasets_dir=DATASETS_DIR):
+    """Names ``get_imdb`` knows (each may be joined with ``+``): every split of every dataset file."""
+    return sorted(_named_splits(datasets_dir))
+
+
+def resolve_imdb_name(name, datasets_dir=DATASETS_DIR):
+    """``(dataset file settings, split)`` of one imdb name: ``<dataset>_<split>`` or ``<file.yml>:<split>``.
+    Raises ``UnknownImdbError`` listing the known names."""
+    if ':' in name and name.rsplit(':', 1)[0].endswith(('.yml', '.yaml')):
+        path, split = name.rsplit(':', 1)
+        return load_dataset_file(path), split
+    named = _named_splits(datasets_dir)
+    if name not in named:
+        raise UnknownImdbError(f'unknown imdb {name!r}; known: {", ".join(sorted(named))} (join names with '
+                               f'"+" to combine them; a dataset file anywhere: path/to/file.yml:<split>)')
+    return named[name]
+
+
+def canonical_imdb_name(name):
+    """The ``name`` of the imdb ``get_imdb(name)`` gives, without loading it: ``file.yml:<split>`` parts
+    become ``<dataset>_<split>`` (what output folders and result files are named after)."""
+    return '+'.join(f'{spec["name"]}_{split}' for spec, split in map(resolve_imdb_name, name.split('+')))
 
 
 def get_imdb(name):
@@ -37,10 +59,7 @@ def get_imdb(name):
     names = name.split('+')
     if len(set(names)) != len(names):
         raise ValueError(f'imdb {name!r} names a set more than once')
-    for part in names:
-        if part not in _SETS:
-            raise UnknownImdbError(f'unknown imdb {part!r}; known: {", ".join(list_imdbs())} '
-                           '(join names with "+" to combine them)')
-    if len(names) == 1:
-        return _SETS[name]()
-    return combined_imdb([_SETS[part]() for part in names])
+    resolved = [resolve_imdb_name(part) for part in names]
+    imdbs = [build_imdb(spec, split, data_dir=cfg.DATA_DIR, cache_dir=osp.join(cfg.DATA_DIR, 'cache'),
+                        use_difficult=cfg.TRAIN.USE_DIFFICULT) for spec, split in resolved]
+    return imdbs[0] if len(imdbs) == 1 else combined_imdb(imdbs)

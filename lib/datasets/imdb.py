@@ -49,8 +49,9 @@ class imdb:
     ``gt_roidb()``; they may override ``image_size_at(i)`` when sizes are known without decoding images.
     """
 
-    def __init__(self, name, classes):
-        """``classes``: class names, index 0 must be ``'__background__'``."""
+    def __init__(self, name, classes, cache_dir=None):
+        """``classes``: class names, index 0 must be ``'__background__'``. ``cache_dir``: where the
+        annotation and proposal caches go (``datasets.factory.get_imdb`` passes ``<cfg.DATA_DIR>/cache``)."""
         classes = tuple(classes)
         if not classes or classes[0] != '__background__':
             raise ValueError(f'imdb {name}: classes[0] must be "__background__", got {classes[:1]}')
@@ -58,6 +59,7 @@ class imdb:
             raise ValueError(f'imdb {name}: duplicate class names in {classes}')
         self._name = name
         self._classes = classes
+        self._cache_dir = cache_dir
         self._image_index = []
         self._roidb = None
         self._proposal_method = 'gt'
@@ -86,8 +88,9 @@ class imdb:
 
     @property
     def cache_path(self):
-        """``<cfg.DATA_DIR>/cache``, created on first use."""
-        path = osp.join(cfg.DATA_DIR, 'cache')
+        """The ``cache_dir`` given, created on first use. An imdb constructed without one (directly, not by
+        ``get_imdb``) reads ``<cfg.DATA_DIR>/cache`` here: this property is then the config boundary."""
+        path = self._cache_dir or osp.join(cfg.DATA_DIR, 'cache')
         os.makedirs(path, exist_ok=True)
         return path
 

@@ -74,13 +74,26 @@ def jpeg_size(path):
             f.seek(struct.unpack('>H', length_bytes)[0] - 2, 1)
 
 
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def png_size(head):
+    """``(width, height)`` from the first 24 bytes of a PNG (signature, then the IHDR chunk), or None when
+    ``head`` is not the start of a PNG."""
+    if len(head) < 24 or head[:8] != _PNG_SIGNATURE or head[12:16] != b'IHDR':
+        return None
+    return struct.unpack('>II', head[16:24])
+
+
 def stored_image_size(path):
-    """``(width, height)`` of the image at ``path`` as stored: a JPEG's from its header (no decoding),
-    any other format's by decoding it (``BadImageError`` when that fails)."""
+    """``(width, height)`` of the image at ``path`` as stored: a JPEG's or PNG's from its header (no
+    decoding), any other format's by decoding it (``BadImageError`` when that fails)."""
     with open(path, 'rb') as f:
-        head = f.read(2)
+        head = f.read(24)
     if is_jpeg(head):
         return jpeg_size(path)
+    if png_size(head) is not None:
+        return png_size(head)
     im = read_image(path)
     return im.shape[1], im.shape[0]
 

@@ -2,12 +2,14 @@
 the embedded dataset against its VOC view."""
 
 import json
+import os.path as osp
 
 import cv2
 import numpy as np
 import pytest
 
-from datasets.coco import coco, coco_from_files, released_coco
+from datasets.coco import coco, coco_from_files
+from datasets.dataset_file import DATASETS_DIR, DatasetFileError, build_imdb, load_dataset_file
 from datasets.factory import get_imdb, list_imdbs
 from datasets.pascal_voc import BadAnnotationError, DatasetNotFoundError
 
@@ -103,17 +105,45 @@ def test_image_size_mismatch_names_both(tmp_path):
         coco_from_files('fixture', path, image_dir).roidb
 
 
+def _released(year, split, data_dir):
+    spec = load_dataset_file(osp.join(DATASETS_DIR, f'coco_{year}.yml'))
+    return build_imdb(spec, split, data_dir=str(data_dir), cache_dir=str(data_dir), use_difficult=False)
+
+
 def test_missing_files_say_where_to_put_them(tmp_path):
     with pytest.raises(DatasetNotFoundError) as err:
-        released_coco('minival', 2014, data_dir=str(tmp_path))
+        _released(2014, 'minival', tmp_path)
     text = str(err.value)
     assert text.startswith(f'coco_2014_minival: annotation file not found: '
                            f'{tmp_path}/coco/annotations/instances_minival2014.json\n')
-    assert f'{tmp_path}/coco/images/val2014/' in text
+    assert 'instances_minival2014.json' in text.split('\n', 1)[1] and 'val2014' in text
     (tmp_path / 'coco' / 'annotations').mkdir(parents=True)
     (tmp_path / 'coco' / 'annotations' / 'image_info_test-dev2015.json').write_text('{}')
     with pytest.raises(DatasetNotFoundError, match=r'image folder not found: .*/coco/images/test2015'):
-        released_coco('test-dev', 2015, data_dir=str(tmp_path))
+        _released(2015, 'test-dev', tmp_path)
+
+
+def test_a_coco_dataset_file_reads_any_coco_json(tmp_path):
+    path, image_dir = write_fixture(tmp_path)
+    spec_path = tmp_path / 'mine.yml'
+    spec_path.write_text(f'root: {tmp_path}\nformat: coco\nsplits: {{train: {path.name}}}\n'
+                         f'images: {{train: {image_dir.name}}}\n')
+    imdb = build_imdb(load_dataset_file(str(spec_path)), 'train', data_dir='/nowhere',
+                      cache_dir=str(tmp_path), use_difficult=False)
+    direct = coco_from_files('mine_train', path, image_dir)
+    assert imdb.name == 'mine_train' and imdb.classes == direct.classes
+    for ours, theirs in zip(imdb.roidb, direct.roidb):
+        np.testing.assert_array_equal(ours['boxes'], theirs['boxes'])
+        np.testing.assert_array_equal(ours['gt_classes'], theirs['gt_classes'])
+    # classes come from the JSON; every split needs its image folder
+    spec_path.write_text(f'root: {tmp_path}\nformat: coco\nclasses: [a]\nsplits: {{train: {path.name}}}\n'
+                         f'images: {{train: {image_dir.name}}}\n')
+    with pytest.raises(DatasetFileError, match='key classes: a format coco dataset takes its classes'):
+        load_dataset_file(str(spec_path))
+    spec_path.write_text(f'root: {tmp_path}\nformat: coco\nsplits: {{train: a.json, val: b.json}}\n'
+                         'images: {train: img}\n')
+    with pytest.raises(DatasetFileError, match='key images: format coco: expected a mapping split'):
+        load_dataset_file(str(spec_path))
 
 
 def test_released_names_are_registered():

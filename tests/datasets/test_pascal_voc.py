@@ -79,9 +79,8 @@ def test_loader_reads_1_based_xml_into_0_based_roidb(data_dir):
         (np.float32, np.int32, np.float32)
 
 
-def test_difficult_objects_kept_with_use_difficult(data_dir, monkeypatch):
-    monkeypatch.setattr(cfg.TRAIN, 'USE_DIFFICULT', True)
-    r = load().roidb
+def test_difficult_objects_kept_with_use_difficult(data_dir):
+    r = load(use_difficult=True).roidb
     np.testing.assert_array_equal(r[0]['boxes'], [[0, 0, 19, 9], [4, 1, 7, 3]])
     np.testing.assert_array_equal(r[0]['gt_classes'], [2, 1])
 
