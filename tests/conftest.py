@@ -4,9 +4,12 @@ pycaffe on the CPU."""
 import contextlib
 import copy
 import os
+import sys
 
 # glog reads this when libcaffe loads: set before any test module imports caffe.
 os.environ.setdefault('GLOG_minloglevel', '2')
+# Shared fixture generators (tests/datasets/voc_exports.py) import by name in every test module.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'datasets'))
 
 import pytest  # noqa: E402
 

@@ -1,21 +1,17 @@
 """datasets.dataset_check and tools/check_dataset.py on the generated exports of voc_exports.py."""
 
-import importlib.util
 import os.path as osp
 import subprocess
 import sys
 
 import pytest
+import voc_exports  # tests/datasets, on the path via tests/conftest.py
 
 from datasets.dataset_check import cached_check, check_dataset, format_report
 from datasets.dataset_file import load_dataset_file
 from fast_rcnn.config import cfg
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
-_spec = importlib.util.spec_from_file_location('voc_exports',
-                                               osp.join(osp.dirname(__file__), 'voc_exports.py'))
-voc_exports = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(voc_exports)
 
 
 @pytest.fixture(autouse=True)

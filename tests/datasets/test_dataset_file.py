@@ -1,12 +1,12 @@
 """datasets.dataset_file and the factory: dataset files, their registration, split rule, class inference,
 the format registry, and loading the exporter quirks of tests/datasets/voc_exports.py."""
 
-import importlib.util
 import os.path as osp
 import warnings
 
 import numpy as np
 import pytest
+import voc_exports  # tests/datasets, on the path via tests/conftest.py
 
 from datasets import dataset_file
 from datasets.dataset_file import DatasetFileError, load_dataset_file, rule_split
@@ -14,10 +14,6 @@ from datasets.factory import UnknownImdbError, canonical_imdb_name, get_imdb, li
 from datasets.pascal_voc import VOC_CLASSES, BadAnnotationError, DatasetNotFoundError
 from fast_rcnn.config import cfg
 
-_spec = importlib.util.spec_from_file_location('voc_exports',
-                                               osp.join(osp.dirname(__file__), 'voc_exports.py'))
-voc_exports = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(voc_exports)
 
 
 @pytest.fixture(autouse=True)

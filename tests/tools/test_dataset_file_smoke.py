@@ -4,7 +4,6 @@
 training tool; and the training tool stopping on a dataset with errors."""
 
 import glob
-import importlib.util
 import json
 import os.path as osp
 import re
@@ -14,19 +13,13 @@ import pytest
 
 pytest.importorskip('caffe')
 
+import voc_exports  # noqa: E402 (tests/datasets, on the path via tests/conftest.py)
+
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 
 
-def _voc_exports():
-    spec = importlib.util.spec_from_file_location('voc_exports', osp.join(ROOT, 'tests', 'datasets',
-                                                                          'voc_exports.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_end2end_script_trains_and_tests_a_dataset_file(tmp_path, exp_dir, run_in_repo, monkeypatch):
-    yml = _voc_exports().write_clean_dataset(tmp_path / 'clean', 9)
+    yml = voc_exports.write_clean_dataset(tmp_path / 'clean', 9)
     monkeypatch.setenv('ITERS', '20')
     monkeypatch.setenv('INIT_MODEL', 'output/init/TINY.caffemodel')
     proc = run_in_repo(['experiments/scripts/faster_rcnn_end2end.sh', 'cpu', 'TINY', str(yml),
@@ -45,7 +38,7 @@ def test_end2end_script_trains_and_tests_a_dataset_file(tmp_path, exp_dir, run_i
 
 
 def test_alt_opt_script_trains_and_tests_a_dataset_file(tmp_path, exp_dir, run_in_repo, monkeypatch):
-    yml = _voc_exports().write_clean_dataset(tmp_path / 'clean', 9)
+    yml = voc_exports.write_clean_dataset(tmp_path / 'clean', 9)
     monkeypatch.setenv('ITERS', '10 10 10 10')
     monkeypatch.setenv('INIT_MODEL', 'output/init/TINY.caffemodel')
     proc = run_in_repo(['experiments/scripts/faster_rcnn_alt_opt.sh', 'cpu', 'TINY', str(yml),
@@ -59,7 +52,7 @@ def test_alt_opt_script_trains_and_tests_a_dataset_file(tmp_path, exp_dir, run_i
 
 
 def test_training_stops_before_any_work_on_a_dataset_with_errors(tmp_path, run_in_repo):
-    yml = _voc_exports().write_broken_dataset(tmp_path / 'broken')
+    yml = voc_exports.write_broken_dataset(tmp_path / 'broken')
     proc = run_in_repo([sys.executable, 'tools/train_net.py', '--cpu', '--solver',
                         'models/synth/TINY/faster_rcnn_end2end/solver.prototxt', '--imdb', f'{yml}:trainval'],
                        timeout=120)
