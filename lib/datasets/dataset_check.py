@@ -26,7 +26,7 @@ from utils.fileio import atomic_write, write_json_atomic
 from utils.image import BadImageError, stored_image_size
 
 # Bumped whenever the checks or the report change, so cached results are recomputed.
-CHECK_VERSION = 1
+CHECK_VERSION = 2
 # Bin edges (px, square root of the box area) of the box-size histogram.
 SIZE_BINS = (0, 8, 16, 32, 64, 128, 256, 512, 1024, 100000)
 
@@ -87,6 +87,17 @@ def _check_image(root, index, spec, xml_path, report):
                    f'no image for id {index!r} (tried {", ".join(spec["image_ext"])} and the XML\'s '
                    '<filename>)')
         return None
+    by_id = [osp.join(root, 'JPEGImages', f'{index}{ext}') for ext in spec['image_ext']]
+    present = [p for p in by_id if osp.isfile(p)]
+    files = {(st.st_dev, st.st_ino) for st in map(os.stat, present)}
+    if len(files) > 1:
+        # a case-insensitive file system finds one file under several spellings: that is not two images
+        report.add('warning', path, 'image', f'id {index!r} has {len(present)} image files '
+                   f'({", ".join(osp.basename(p) for p in present)}); {osp.basename(path)} is used '
+                   '(the first of image_ext)')
+    elif not present:
+        report.add('warning', path, 'image', f'no image named after id {index!r}: found through the XML\'s '
+                   '<filename>')
     try:
         return path, stored_image_size(path)
     except (BadImageError, OSError) as exc:

@@ -33,6 +33,8 @@ def test_quirks_pass_with_warnings_and_statistics(tmp_path, data_dir):
     assert problems(report, tmp_path / 'q') == [
         ('warning', 'Annotations/a01.xml', "object 1 ('pear')",
          'box passes the border by at most 1 px; clipped'),
+        ('warning', 'JPEGImages/photo_5.jpg', 'image',
+         "no image named after id 'a05': found through the XML's <filename>"),
         ('warning', 'Annotations/a02.xml', '<size>', 'missing; read from the image: 40 x 30')]
     assert report.splits == {
         'trainval': {'images': 4, 'without_objects': 1, 'negatives': 1, 'objects': {'apple': 1, 'pear': 3},
@@ -145,3 +147,18 @@ def test_a_format_without_checks_is_a_warning(tmp_path, data_dir):
         ('warning', 'c.yml', 'format',
          "no checks for format 'coco' (checks exist for: voc; register one in "
          'datasets.dataset_check.CHECKERS)')]
+
+
+def test_two_image_files_for_one_id_are_reported(tmp_path, data_dir):
+    yml = voc_exports.write_clean_dataset(tmp_path / 'c', 9)
+    spec = load_dataset_file(str(yml))
+    images = tmp_path / 'c' / 'JPEGImages'
+    first = sorted(images.iterdir())[0]
+    spec['image_ext'] = ('.jpg', '.png')
+    (images / f'{first.stem}.png').write_bytes(first.read_bytes())
+    report = check_dataset(spec, str(data_dir))
+    assert report.errors == []
+    assert problems(report, tmp_path / 'c') == [
+        ('warning', f'JPEGImages/{first.name}', 'image',
+         f"id '{first.stem}' has 2 image files ({first.name}, {first.stem}.png); {first.name} is used "
+         '(the first of image_ext)')]
