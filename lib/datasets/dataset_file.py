@@ -314,14 +314,19 @@ def resolve_rules(spec, root, report=print):
     return classes, COORDINATE_BASES[coordinates]
 
 
+def missing_hint(spec):
+    """What to tell the user when the files of dataset file ``spec`` are missing."""
+    return spec['missing_hint'] or f'Put the dataset there or correct root in {spec["path"]}.'
+
+
 def build_voc(spec, split, *, data_dir, cache_dir, use_difficult, report=print):
     """The ``pascal_voc`` imdb ``<name>_<split>`` of a ``format: voc`` dataset file."""
     from datasets.pascal_voc import DatasetNotFoundError, pascal_voc
     root = dataset_root(spec, data_dir)
     scans_folder = spec['classes'] is None or spec['coordinates'] == 'auto' or spec['split'] is not None
     if scans_folder and not osp.isdir(root):  # else pascal_voc names the missing split file
-        hint = spec['missing_hint'] or f'Put the dataset there or correct root in {spec["path"]}.'
-        raise DatasetNotFoundError(f'{spec["name"]}_{split}: dataset folder not found: {root}\n{hint}')
+        raise DatasetNotFoundError(f'{spec["name"]}_{split}: dataset folder not found: {root}\n'
+                                   f'{missing_hint(spec)}')
     classes, base = resolve_rules(spec, root, report)
     ids = split_ids(spec, root)[split] if spec['split'] is not None else None
     year = spec['voc_year']
@@ -340,9 +345,8 @@ def build_coco(spec, split, *, data_dir, cache_dir, use_difficult):
     regions, not ``use_difficult``, decide what training ignores)."""
     from datasets.coco import coco_from_files
     root = dataset_root(spec, data_dir)
-    hint = spec['missing_hint'] or f'Put the dataset there or correct root in {spec["path"]}.'
     return coco_from_files(f'{spec["name"]}_{split}', osp.join(root, spec['split_files'][split]),
-                           osp.join(root, spec['images'][split]), missing_hint=hint)
+                           osp.join(root, spec['images'][split]), missing_hint=missing_hint(spec))
 
 
 # format -> builder(spec, split, *, data_dir, cache_dir, use_difficult) returning an imdb.
