@@ -81,14 +81,15 @@ def read_split_file(path, exts, report):
 def _check_image(root, index, spec, xml_path, report):
     """``(path, (width, height))`` of the image of ``index`` read from its header; None when missing or
     unreadable (reported)."""
-    path = find_image(root, index, spec['image_ext'], xml_path if xml_path else '')
+    present = [p for p in (osp.join(root, 'JPEGImages', f'{index}{ext}') for ext in spec['image_ext'])
+               if osp.isfile(p)]
+    # find_image would take the first of these too; it is asked only for the <filename> fallback
+    path = present[0] if present else find_image(root, index, spec['image_ext'], xml_path if xml_path else '')
     if path is None:
         report.add('error', osp.join(root, 'JPEGImages', f'{index}{spec["image_ext"][0]}'), 'image',
                    f'no image for id {index!r} (tried {", ".join(spec["image_ext"])} and the XML\'s '
                    '<filename>)')
         return None
-    by_id = [osp.join(root, 'JPEGImages', f'{index}{ext}') for ext in spec['image_ext']]
-    present = [p for p in by_id if osp.isfile(p)]
     files = {(st.st_dev, st.st_ino) for st in map(os.stat, present)}
     if len(files) > 1:
         # a case-insensitive file system finds one file under several spellings: that is not two images
