@@ -5,7 +5,10 @@ Run by ``experiments/scripts/paper_experiments.sh`` (which provides the initial 
 config files). Each row reuses what another row trained: the alt-opt run is the main job's (its stages 1-2
 are the "unshared" system, its final model the "shared" one), the Selective Search detector is trained once
 for all its ablation rows, the end-to-end run at equal wall time is the end-to-end main job's. Training and
-testing run as the usual tools in child processes; every finished step is recorded under
+testing run as the usual tools in child processes. The trainings are independent of each other and run
+``--jobs`` at a time first (on the CPU, one per core: a TINY training gains little from a second BLAS
+thread, two trainings run nearly twice as fast); the tests then run one at a time, so that their timings
+(Tables 2 and 4) have the machine to themselves. Every finished step is recorded under
 ``output/<EXP_DIR>/paper/steps/`` (atomically), so a rerun after a kill recomputes nothing that finished.
 Rows and steps (``--only``) are listed in ``fast_rcnn.paper.ROWS``.
 """
@@ -25,6 +28,7 @@ import numpy as np
 import yaml
 
 import _init_paths  # noqa: F401
+from fast_rcnn.alt_opt import stage_max_iters, stage_solvers
 from fast_rcnn.config import cfg, cfg_from_file, cfg_from_list
 from fast_rcnn import paper
 from fast_rcnn.models import RELEASED_ALT_OPT_ITERS, read_net, read_solver, released_max_iter
@@ -85,6 +89,9 @@ def parse_args(argv=None):
     parser.add_argument('--alt-opt-iters', type=int, nargs=4, default=None)
     parser.add_argument('--iters', type=int, default=None,
                         help='iterations of every single-solver training (default: each solver\'s max_iter)')
+    parser.add_argument('--jobs', type=int, default=None,
+                        help='trainings to run at once, each child with cores / jobs BLAS threads (default: '
+                             'the cores on the CPU, 1 on a GPU); each holds its own net in memory')
     parser.add_argument('--only', default=None,
                         help='comma-separated row ids or prefixes (e.g. t1_ss,t5); their dependencies '
                              'run too')
@@ -124,6 +131,8 @@ class PaperRun:
         os.makedirs(self.logs_dir, exist_ok=True)
         self.models = osp.join(cfg.ROOT_DIR, args.models_dir, args.net)
         self.device_args = ['--cpu'] if args.device in ('cpu', '-1') else ['--gpu', args.device]
+        # BLAS threads of each child while trainings run concurrently (None: the library's default)
+        self.threads = None
         self.started = time.perf_counter()
 
     # ---------------------------------------------------------------- bookkeeping
@@ -173,11 +182,17 @@ class PaperRun:
             command += ['--set', *pairs]
         log_path = osp.join(self.logs_dir, f'{name}.txt')
         print('[paper] ' + ' '.join(command), flush=True)
+        env = dict(os.environ)
+        prefix = ''
+        if self.threads:  # running beside other steps: own share of the cores, lines marked with the step
+            env.update({var: str(self.threads) for var in
+                        ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')})
+            prefix = f'[{name}] '
         with open(log_path, 'w', encoding='utf-8') as log:
             process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                       cwd=cfg.ROOT_DIR)
+                                       cwd=cfg.ROOT_DIR, env=env)
             for line in process.stdout:
-                sys.stdout.write(line)
+                sys.stdout.write(prefix + line)
                 log.write(line)
             code = process.wait()
         if code != 0:
@@ -207,7 +222,7 @@ class PaperRun:
                 record = json.load(f)
             return {'final': record['final_model'], 'stage_models': record['stage_models'],
                     'iters': record['max_iters'], 'train_seconds': sum(record['stage_seconds'].values()),
-                    'loss_dir': osp.dirname(times)}
+                    'loss_dir': osp.dirname(times), 'threads': self.threads}
         return self.step(name, run, {'weights': repo_path(self.args.weights)})
 
     def train_single(self, name, solver, exp_dir, cfg_file, sets, weights, iters=None, train_imdb=None):
@@ -226,8 +241,50 @@ class PaperRun:
                           [cfg_file], {'EXP_DIR': exp_dir, **sets})
             if not osp.isfile(model):
                 raise SystemExit(f'[paper] {name}: training finished but {model} is missing')
-            return {'model': model, 'iters': n, 'train_seconds': time.perf_counter() - start, 'loss_dir': out}
+            return {'model': model, 'iters': n, 'train_seconds': time.perf_counter() - start, 'loss_dir': out,
+                    'threads': self.threads}
         return self.step(name, run, {'weights': repo_path(weights)})
+
+    def alt_opt_iters(self):
+        """The alt-opt stages' iterations, as the alt-opt tool will take them (known before it runs)."""
+        net_dir = osp.join(self.models, 'faster_rcnn_alt_opt')
+        try:
+            return stage_max_iters(stage_solvers(net_dir), self.args.alt_opt_iters)
+        except ValueError as error:
+            raise SystemExit(f'[paper] {error}')
+
+    def trainings(self, rows):
+        """The training steps ``rows`` need (``paper.TRAININGS`` order) and the functions that compute them;
+        the SS / EB proposals of the training set, which the detectors need, are computed here first."""
+        wanted = {name for row in rows for name in paper.row_trainings(row)}
+        for method in ('selective_search', 'edge_boxes'):
+            if f'fast_rcnn_{method}' in wanted:
+                self.external(method, self.args.train_imdb)
+        recipes = {'end2end_equal_time': lambda: self.end2end_model(False),
+                   'alt_opt': self.alt_opt,
+                   'fast_rcnn_selective_search': lambda: self.fast_rcnn_model('selective_search'),
+                   'fast_rcnn_edge_boxes': lambda: self.fast_rcnn_model('edge_boxes'),
+                   'fast_rcnn_dense': lambda: self.fast_rcnn_model('dense', self.dense_sets()),
+                   'end2end_released_ratio': lambda: self.end2end_model(True)}
+        return [(name, recipes[name]) for name in paper.TRAININGS if name in wanted]
+
+    def train_concurrently(self, rows, jobs):
+        """Run the trainings ``rows`` need that are not recorded yet, ``jobs`` at a time, each child with its
+        share of the cores' BLAS threads (one at a time they run later, when a row needs them)."""
+        if self.args.report_only:
+            return
+        tasks = [(name, f) for name, f in self.trainings(rows) if not osp.isfile(self._step_path(name))]
+        jobs = min(jobs, len(tasks))
+        if jobs < 2:
+            return
+        self.threads = max(1, (os.cpu_count() or 1) // jobs)
+        print(f'[paper] {len(tasks)} trainings, {jobs} at a time with {self.threads} BLAS thread(s) each: '
+              f'{", ".join(name for name, _ in tasks)}', flush=True)
+        try:
+            paper.run_concurrently(tasks, jobs, say=lambda text: print(
+                f'{text}; {format_eta(time.perf_counter() - self.started)} elapsed', flush=True))
+        finally:
+            self.threads = None
 
     def fast_rcnn_model(self, method, sets=None, name=None, train_imdb=None):
         """The Fast R-CNN detector trained on ``method`` proposals from the initial model."""
@@ -243,7 +300,7 @@ class PaperRun:
         if not released_ratio:
             return self.train_single('end2end_equal_time', solver, self.end2end_exp, END2END_CFG, {},
                                      self.args.weights)
-        iters = paper.released_ratio_iters(self.alt_opt()['iters'])
+        iters = paper.released_ratio_iters(self.alt_opt_iters())
         return self.train_single('end2end_released_ratio', solver, f'{self.base}/paper/end2end_ratio',
                                  END2END_CFG, {}, self.args.weights, iters=iters)
 
@@ -323,11 +380,15 @@ class PaperRun:
         """A row this run cannot compute, with the reason (never a number)."""
         return {'status': 'not run', 'reason': reason}
 
-    def rows(self):
-        """Every row: ``{row id: result}``, computing what ``--only`` selects (all by default)."""
+    def wanted_rows(self):
+        """The row ids ``--only`` selects (all by default)."""
         only = [s.strip() for s in self.args.only.split(',')] if self.args.only else None
         wanted = [r for r in paper.ROWS if only is None or any(r.startswith(p) for p in only)]
-        wanted = [r for r in wanted if r not in paper.ALIASES]
+        return [r for r in wanted if r not in paper.ALIASES]
+
+    def rows(self):
+        """Every row: ``{row id: result}``, computing what ``--only`` selects (all by default)."""
+        wanted = self.wanted_rows()
         fast_test = osp.join(self.models, 'fast_rcnn', 'test.prototxt')
         rpn_sets = {'TEST.HAS_RPN': True}
         results = {}
@@ -542,6 +603,8 @@ def main(argv=None):
     run = PaperRun(args)
     from datasets.factory import get_imdb
     test_imdb = get_imdb(args.test_imdb)
+    jobs = args.jobs or ((os.cpu_count() or 1) if args.device in ('cpu', '-1') else 1)
+    run.train_concurrently(run.wanted_rows(), jobs)
     results = run.rows()
     only = args.only.split(',') if args.only else None
     recall = run.optional(run.recall) if only is None or 'fig2' in only else None
@@ -564,6 +627,11 @@ def main(argv=None):
         notes.append('TINY normalises with per-batch statistics (batch norm at test time too): the 5-scale '
                      'test puts the five scales in one batch, so its statistics differ from training.')
     notes.append(f'Every trained row starts from the initial model {repo_path(args.weights)}.')
+    threads = sorted({r['threads'] for r in trained.values() if r.get('threads')})
+    if threads:
+        notes.append(f'The trainings ran several at a time, with {" or ".join(map(str, threads))} BLAS '
+                     'thread(s) each: their training seconds compare with each other, not with a training '
+                     'that has the machine to itself. The tests ran one at a time.')
     meta = {'net': args.net, 'dataset': args.dataset, 'train_imdb': args.train_imdb,
             'test_imdb': args.test_imdb, 'device': device_name(args.device),
             'classes': list(test_imdb.classes[1:]),

@@ -15,7 +15,6 @@ saved as ``<net_name>_faster_rcnn_final``.
 """
 
 import argparse
-import glob
 import multiprocessing as mp
 import os
 import os.path as osp
@@ -28,14 +27,12 @@ import traceback
 import _init_paths  # noqa: F401
 from _common import adapt_to_imdb, add_common_args, apply_config, fail, init_caffe, lock_output_dir, \
     open_test_net, require_imdb, require_weights, write_final_model
+from fast_rcnn.alt_opt import merge_final_model, stage_max_iters, stage_solvers
 from fast_rcnn.config import cfg, get_output_dir
-from fast_rcnn.models import RELEASED_ALT_OPT_ITERS, RPN_LAYER_PREFIX, adapt_solver, read_solver
+from fast_rcnn.models import RPN_LAYER_PREFIX, adapt_solver, read_solver
 from utils.fileio import atomic_path, write_json_atomic
 
 ALT_OPT_DIR = 'faster_rcnn_alt_opt'
-# Solver files of the four training stages (glob patterns: the VOC ones carry their schedule in the name).
-STAGE_SOLVERS = ('stage1_rpn_solver*.pt', 'stage1_fast_rcnn_solver*.pt',
-                 'stage2_rpn_solver*.pt', 'stage2_fast_rcnn_solver*.pt')
 # Proposals for Fast R-CNN training: no pre-NMS cut, 2000 after NMS (released alt-opt).
 TRAIN_PROPOSALS_PRE_NMS = -1
 TRAIN_PROPOSALS_POST_NMS = 2000
@@ -60,24 +57,11 @@ def parse_args(argv=None):
 def get_solvers(net_name):
     """The four stage solvers and the RPN / detector test nets under ``cfg.MODELS_DIR/<net>/alt_opt``."""
     net_dir = osp.join(cfg.MODELS_DIR, net_name, ALT_OPT_DIR)
-    solvers = []
-    for pattern in STAGE_SOLVERS:
-        matches = sorted(glob.glob(osp.join(net_dir, pattern)))
-        if len(matches) != 1:
-            fail(f'expected one solver {pattern} in {net_dir}, found {len(matches) or "none"}')
-        solvers.append(matches[0])
+    try:
+        solvers = stage_solvers(net_dir)
+    except ValueError as error:
+        fail(str(error))
     return solvers, osp.join(net_dir, 'rpn_test.pt'), osp.join(net_dir, 'faster_rcnn_test.pt')
-
-
-def stage_max_iters(solvers, overrides):
-    """Iterations per stage: ``overrides`` if given, else each solver's max_iter, else the released ones."""
-    if overrides is not None:
-        return list(overrides)
-    iters = []
-    for solver, released in zip(solvers, RELEASED_ALT_OPT_ITERS):
-        param = read_solver(solver)
-        iters.append(param.max_iter if param.HasField('max_iter') else released)
-    return iters
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -165,7 +149,6 @@ def _assemble_final_model(parent_cfg, imdb_name, test_prototxt, rpn_model, fast_
     net (``fast_rcnn.alt_opt.merge_final_model``, which also checks the shared convs agree); save it."""
     _use_cfg(parent_cfg)
     from datasets.factory import get_imdb
-    from fast_rcnn.alt_opt import merge_final_model
     init_caffe()
     imdb = get_imdb(imdb_name)
     proto_dir = osp.join(get_output_dir(imdb.name), 'prototxt')

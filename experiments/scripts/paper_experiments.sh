@@ -9,6 +9,7 @@
 #   --only   comma-separated row ids or prefixes (t1, t1_ss, t5, joint, fig2, anchors); default: all
 #   --report-only  compute nothing: rewrite the report from the steps finished so far
 #   ITERS="n1 n2 n3 n4" (environment) overrides the alt-opt stages' iterations, as for faster_rcnn_alt_opt.sh.
+#   JOBS=n (environment): trainings run at once (default: one per CPU core on the CPU, 1 on a GPU).
 # Writes output/faster_rcnn_alt_opt/paper/report.md, report.json and the PNGs. Finished steps are kept
 # (output/faster_rcnn_alt_opt/paper/steps/): rerunning after a kill continues where it stopped. The alt-opt
 # and end-to-end main jobs' models are reused when they exist.
@@ -17,7 +18,7 @@
 set -e
 set -o pipefail
 if [ $# -lt 3 ]; then
-  sed -n '2,15p' "$0"
+  sed -n '2,16p' "$0"
   exit 1
 fi
 GPU_ID=$1
@@ -61,6 +62,6 @@ fi
 START=$(date +%s%N)
 timed "paper experiments" "$PY" tools/paper_experiments.py --device "$GPU_ID" --net "$NET" \
   --dataset "$DATASET" --train-imdb "$TRAIN_IMDB" --test-imdb "$TEST_IMDB" --models-dir "$MODELS_DIR" \
-  --weights "$WEIGHTS" "${LARGER_ARGS[@]}" "${ITER_ARGS[@]}" "${SINGLE_ITER_ARGS[@]}" \
+  --weights "$WEIGHTS" ${JOBS:+--jobs "$JOBS"} "${LARGER_ARGS[@]}" "${ITER_ARGS[@]}" "${SINGLE_ITER_ARGS[@]}" \
   "${DATASET_CFG_ARGS[@]}" "${ONLY_ARGS[@]}" "${SET_ARGS[@]}"
 say "Total wall time: $(elapsed "$START") s"

@@ -5,9 +5,41 @@ frozen, initialised from step 2), 4 → stage-2 Fast R-CNN (shared convs frozen,
 The final model holds the shared convs, the step-3 RPN and the step-4 head, copied by layer name.
 """
 
+import glob
+import os.path as osp
+
 import numpy as np
 
-from fast_rcnn.models import RPN_LAYER_PREFIX
+from fast_rcnn.models import RELEASED_ALT_OPT_ITERS, RPN_LAYER_PREFIX, read_solver
+
+# Solver files of the four training stages (glob patterns: the VOC ones carry their schedule in the name).
+STAGE_SOLVERS = ('stage1_rpn_solver*.pt', 'stage1_fast_rcnn_solver*.pt',
+                 'stage2_rpn_solver*.pt', 'stage2_fast_rcnn_solver*.pt')
+
+
+def stage_solvers(net_dir):
+    """The four stage solvers in ``net_dir`` (a net's ``faster_rcnn_alt_opt`` folder), in stage order.
+
+    Raises ValueError naming the folder and pattern when a stage has no solver or several.
+    """
+    solvers = []
+    for pattern in STAGE_SOLVERS:
+        matches = sorted(glob.glob(osp.join(net_dir, pattern)))
+        if len(matches) != 1:
+            raise ValueError(f'expected one solver {pattern} in {net_dir}, found {len(matches) or "none"}')
+        solvers.append(matches[0])
+    return solvers
+
+
+def stage_max_iters(solvers, overrides=None):
+    """Iterations per stage: ``overrides`` if given, else each solver's max_iter, else the released ones."""
+    if overrides is not None:
+        return list(overrides)
+    iters = []
+    for solver, released in zip(solvers, RELEASED_ALT_OPT_ITERS):
+        param = read_solver(solver)
+        iters.append(param.max_iter if param.HasField('max_iter') else released)
+    return iters
 
 
 def rpn_layer_names(net):

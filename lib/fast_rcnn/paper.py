@@ -15,6 +15,7 @@ import json
 import math
 import os
 import os.path as osp
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from fast_rcnn.models import RELEASED_ALT_OPT_ITERS, RELEASED_END2END_ITERS
 from utils.fileio import write_text_atomic
@@ -94,6 +95,61 @@ FIVE_SCALES_MAX_SIZE = 2000
 def released_ratio_iters(alt_opt_iters):
     """End-to-end iterations that give alt-opt the released 240k : 70k ratio over ``alt_opt_iters``."""
     return int(round(sum(alt_opt_iters) * RELEASED_END2END_ITERS / sum(RELEASED_ALT_OPT_ITERS)))
+
+
+# The trainings the rows need, longest first on TINY / synth: the order they start in when several run at
+# once, so that the last ones to start are short. Each starts from the initial model only (the
+# released-ratio length comes from the alt-opt solvers, not from the alt-opt run), so any may run beside any.
+TRAININGS = ('end2end_equal_time', 'alt_opt', 'fast_rcnn_selective_search', 'fast_rcnn_edge_boxes',
+             'fast_rcnn_dense', 'end2end_released_ratio')
+
+
+def row_trainings(row):
+    """The ``TRAININGS`` row ``row`` tests (the larger-backbone and Table 3 rows train their own, later)."""
+    if row in ('t1_rpn_shared_300', 't1_rpn_unshared_300'):
+        return ['alt_opt']
+    if row == 't1_ss_ss':
+        return ['fast_rcnn_selective_search']
+    if row == 't1_eb_eb':
+        return ['fast_rcnn_edge_boxes']
+    if row.startswith('t1_ss_rpn_') and row != 't1_ss_rpn_large_300':
+        return ['fast_rcnn_selective_search', 'alt_opt']  # the SS detector on stage-1 RPN proposals
+    if row.startswith('t5_dense'):
+        return ['fast_rcnn_dense']
+    if row.startswith('joint_end2end_'):
+        return ['end2end_' + row[len('joint_end2end_'):]]
+    return []
+
+
+def run_concurrently(tasks, jobs, say=print):
+    """Run ``tasks`` (``[(name, function)]``, independent of each other) ``jobs`` at a time, in list order.
+
+    Returns ``{name: function()}``. When one fails, the ones not started yet are dropped, the running ones
+    finish (their results are kept by whoever records them) and the first failure is raised again.
+    """
+    results, failures = {}, []
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        pending = {}
+        for name, function in tasks:
+            pending[pool.submit(function)] = name
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                name = pending.pop(future)
+                if future.cancelled():
+                    continue
+                error = future.exception()
+                if error is None:
+                    results[name] = future.result()
+                    say(f'[paper] {len(results)}/{len(tasks)} concurrent steps done: {name}')
+                    continue
+                failures.append(error)
+                dropped = [pending[f] for f in pending if f.cancel()]
+                say(f'[paper] {name} failed ({error}); not starting {", ".join(dropped) or "nothing"}; '
+                    'waiting for the running steps to finish (their results are kept)')
+    if failures:
+        raise failures[0]
+    return results
 
 
 def scaled_test_scales(test_scale, max_size):

@@ -9,7 +9,8 @@ import pytest  # noqa: E402
 
 caffe = pytest.importorskip('caffe')
 
-from fast_rcnn.alt_opt import merge_final_model, rpn_layer_names, shared_layer_names  # noqa: E402
+from fast_rcnn.alt_opt import (merge_final_model, rpn_layer_names, shared_layer_names,  # noqa: E402
+                              stage_max_iters, stage_solvers)
 
 NET = '''name: "mini"
 layer { name: "input" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }
@@ -64,3 +65,17 @@ def test_merge_refuses_models_whose_shared_convs_differ(nets):
     with pytest.raises(ValueError,
                        match='shared layer conv1_scale differs between r.caffemodel and d.caffemodel'):
         merge_final_model(detector, rpn, 'r.caffemodel', 'd.caffemodel')
+
+
+def test_stage_solvers_and_their_iterations(tmp_path):
+    names = ['stage1_rpn_solver60k80k.pt', 'stage1_fast_rcnn_solver30k40k.pt', 'stage2_rpn_solver60k80k.pt',
+             'stage2_fast_rcnn_solver30k40k.pt']
+    for name, body in zip(names, ['max_iter: 7', '', 'max_iter: 9', 'max_iter: 11']):
+        (tmp_path / name).write_text(f'train_net: "x.pt"\nbase_lr: 0.001\n{body}\n')
+    solvers = stage_solvers(str(tmp_path))
+    assert [p.split('/')[-1] for p in solvers] == names
+    assert stage_max_iters(solvers) == [7, 40000, 9, 11]  # no max_iter: the released stage length
+    assert stage_max_iters(solvers, [1, 2, 3, 4]) == [1, 2, 3, 4]
+    (tmp_path / 'stage2_rpn_solver.pt').write_text('train_net: "x.pt"\n')
+    with pytest.raises(ValueError, match=r'expected one solver stage2_rpn_solver\*\.pt in .*found 2'):
+        stage_solvers(str(tmp_path))

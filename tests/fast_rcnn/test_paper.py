@@ -1,6 +1,8 @@
 """fast_rcnn.paper: the paper's numbers, the claims and the report writer on fixed inputs."""
 
 import json
+import threading
+import time
 
 import pytest
 
@@ -118,3 +120,60 @@ def test_rows_not_computed_yet_say_so(tmp_path):
     results = {'t1_ss_ss': {'status': 'not computed', 'reason': 'step fast_rcnn_ss has not run yet'}}
     text = paper.write_report(results, str(tmp_path), meta)
     assert '| SS 2k | SS | 2k | not computed (step fast_rcnn_ss has not run yet) | 58.7 | — |' in text
+
+
+def test_row_trainings_name_only_known_trainings():
+    needed = {row: paper.row_trainings(row) for row in paper.ROWS}
+    assert needed['t1_rpn_unshared_300'] == ['alt_opt']
+    assert needed['t1_ss_rpn_nocls_100'] == ['fast_rcnn_selective_search', 'alt_opt']
+    assert needed['t5_dense_5scale'] == ['fast_rcnn_dense']
+    assert needed['joint_end2end_released_ratio'] == ['end2end_released_ratio']
+    assert needed['t1_ss_rpn_large_300'] == [] and needed['joint_alt_opt'] == []
+    # every training some row needs is scheduled, and every scheduled one is needed by some row
+    assert {name for names in needed.values() for name in names} == set(paper.TRAININGS)
+
+
+def test_run_concurrently_runs_jobs_at_once_and_returns_every_result():
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def task(value):
+        def run():
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            time.sleep(0.05)
+            with lock:
+                running[0] -= 1
+            return value
+        return run
+
+    said = []
+    results = paper.run_concurrently([(f't{k}', task(k)) for k in range(5)], 2, say=said.append)
+    assert results == {f't{k}': k for k in range(5)}
+    assert most[0] == 2
+    assert len(said) == 5 and said[-1].startswith('[paper] 5/5 concurrent steps done')
+
+
+def test_run_concurrently_keeps_running_steps_after_a_failure_and_raises_it():
+    finished = []
+    gate = threading.Event()
+
+    def slow():
+        gate.wait(5)
+        finished.append('slow')
+        return 'slow'
+
+    def failing():
+        gate.set()
+        raise SystemExit('[paper] step b failed (exit status 1)')
+
+    def never():
+        finished.append('never')
+
+    said = []
+    with pytest.raises(SystemExit, match='step b failed'):
+        paper.run_concurrently([('a', slow), ('b', failing), ('c', never)], 2, say=said.append)
+    # 'a' was running: it finished; 'c' had not started: dropped
+    assert finished == ['slow']
+    assert any('b failed' in line and 'not starting c' in line for line in said)

@@ -22,6 +22,10 @@ def test_paper_report_on_synth_mini(exp_dir, run_in_repo):
     proc = run_in_repo(command, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     root = osp.join(ROOT, 'output', exp_dir, 'paper')
+    if (os.cpu_count() or 1) >= 2:  # the six trainings ran concurrently, each child with its thread share
+        assert f'6 trainings, {min(6, os.cpu_count())} at a time with' in proc.stdout
+        with open(osp.join(root, 'steps', 'end2end_released_ratio.json'), encoding='utf-8') as f:
+            assert json.load(f)['threads'] >= 1
     with open(osp.join(root, 'report.json'), encoding='utf-8') as f:
         report = json.load(f)
     rows = report['rows']
