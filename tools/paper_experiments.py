@@ -22,6 +22,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -102,6 +103,16 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+_SAY_LOCK = threading.Lock()
+
+
+def say(text):
+    """Print ``text`` as whole lines (concurrent steps print from several threads)."""
+    with _SAY_LOCK:
+        sys.stdout.write(text + '\n')
+        sys.stdout.flush()
+
+
 def repo_path(path):
     """``path`` relative to the repository root (how records name files, wherever the tool runs)."""
     return osp.relpath(osp.abspath(path), cfg.ROOT_DIR)
@@ -157,8 +168,7 @@ class PaperRun:
             return record
         if self.args.report_only:
             raise NotComputed(name)
-        print(f'[paper] step {name} starts ({format_eta(time.perf_counter() - self.started)} elapsed)',
-              flush=True)
+        say(f'[paper] step {name} starts ({format_eta(time.perf_counter() - self.started)} elapsed)')
         start = time.perf_counter()
         result = func()
         result.setdefault('seconds', time.perf_counter() - start)
@@ -166,7 +176,7 @@ class PaperRun:
             result['inputs'] = inputs
         os.makedirs(osp.dirname(path), exist_ok=True)
         write_json_atomic(path, result, indent=2)
-        print(f'[paper] step {name} done in {result["seconds"]:.1f} s', flush=True)
+        say(f'[paper] step {name} done in {result["seconds"]:.1f} s')
         return result
 
     def tool(self, name, script, args, cfg_files, sets):
@@ -181,7 +191,7 @@ class PaperRun:
         if pairs:
             command += ['--set', *pairs]
         log_path = osp.join(self.logs_dir, f'{name}.txt')
-        print('[paper] ' + ' '.join(command), flush=True)
+        say('[paper] ' + ' '.join(command))
         env = dict(os.environ)
         prefix = ''
         if self.threads:  # running beside other steps: own share of the cores, lines marked with the step
@@ -192,7 +202,7 @@ class PaperRun:
             process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                        cwd=cfg.ROOT_DIR, env=env)
             for line in process.stdout:
-                sys.stdout.write(prefix + line)
+                say(prefix + line.rstrip('\n'))
                 log.write(line)
             code = process.wait()
         if code != 0:
@@ -278,11 +288,11 @@ class PaperRun:
         if jobs < 2:
             return
         self.threads = max(1, (os.cpu_count() or 1) // jobs)
-        print(f'[paper] {len(tasks)} trainings, {jobs} at a time with {self.threads} BLAS thread(s) each: '
-              f'{", ".join(name for name, _ in tasks)}', flush=True)
+        say(f'[paper] {len(tasks)} trainings, {jobs} at a time with {self.threads} BLAS thread(s) each: '
+            f'{", ".join(name for name, _ in tasks)}')
         try:
-            paper.run_concurrently(tasks, jobs, say=lambda text: print(
-                f'{text}; {format_eta(time.perf_counter() - self.started)} elapsed', flush=True))
+            paper.run_concurrently(tasks, jobs, say=lambda text: say(
+                f'{text}; {format_eta(time.perf_counter() - self.started)} elapsed'))
         finally:
             self.threads = None
 
@@ -392,15 +402,16 @@ class PaperRun:
         fast_test = osp.join(self.models, 'fast_rcnn', 'test.prototxt')
         rpn_sets = {'TEST.HAS_RPN': True}
         results = {}
+        start = time.perf_counter()  # the ETA is of the rows: the concurrent trainings came before
         for k, row in enumerate(wanted, start=1):
             try:
                 results[row] = self.row(row, fast_test, rpn_sets)
             except NotComputed as missing:
                 results[row] = {'status': 'not computed', 'reason': f'step {missing} has not run yet'}
-            elapsed = time.perf_counter() - self.started
-            print(f'[paper] row {k}/{len(wanted)} {row}: {paper.ROWS[row][2]} {paper.ROWS[row][3]} -> '
-                  f'{results[row].get("map", results[row].get("reason"))}; {format_eta(elapsed)} elapsed, '
-                  f'ETA {format_eta(elapsed / k * (len(wanted) - k))}', flush=True)
+            now = time.perf_counter()
+            say(f'[paper] row {k}/{len(wanted)} {row}: {paper.ROWS[row][2]} {paper.ROWS[row][3]} -> '
+                f'{results[row].get("map", results[row].get("reason"))}; {format_eta(now - self.started)} '
+                f'elapsed, ETA {format_eta((now - start) / k * (len(wanted) - k))}')
         return results
 
     def row(self, row, fast_test, rpn_sets):
