@@ -14,6 +14,7 @@ Rows and steps (``--only``) are listed in ``fast_rcnn.paper.ROWS``.
 """
 
 import argparse
+import functools
 import glob
 import json
 import os
@@ -263,20 +264,24 @@ class PaperRun:
         except ValueError as error:
             raise SystemExit(f'[paper] {error}')
 
+    def training(self, name):
+        """The record of training step ``name`` (one of ``paper.TRAININGS``), trained when there is none."""
+        if name == 'alt_opt':
+            return self.alt_opt()
+        if name.startswith('end2end_'):
+            return self.end2end_model(name == 'end2end_released_ratio')
+        method = name[len('fast_rcnn_'):]
+        return self.fast_rcnn_model(method, self.dense_sets() if method == 'dense' else None)
+
     def trainings(self, rows):
-        """The training steps ``rows`` need (``paper.TRAININGS`` order) and the functions that compute them;
-        the SS / EB proposals of the training set, which the detectors need, are computed here first."""
+        """The training steps ``rows`` need (``paper.TRAININGS`` order) and the functions that compute them.
+        The SS / EB proposals of the training set, which the detectors need, are computed here first: SS
+        uses every core itself, so it does not run beside the trainings."""
         wanted = {name for row in rows for name in paper.row_trainings(row)}
         for method in ('selective_search', 'edge_boxes'):
             if f'fast_rcnn_{method}' in wanted:
                 self.external(method, self.args.train_imdb)
-        recipes = {'end2end_equal_time': lambda: self.end2end_model(False),
-                   'alt_opt': self.alt_opt,
-                   'fast_rcnn_selective_search': lambda: self.fast_rcnn_model('selective_search'),
-                   'fast_rcnn_edge_boxes': lambda: self.fast_rcnn_model('edge_boxes'),
-                   'fast_rcnn_dense': lambda: self.fast_rcnn_model('dense', self.dense_sets()),
-                   'end2end_released_ratio': lambda: self.end2end_model(True)}
-        return [(name, recipes[name]) for name in paper.TRAININGS if name in wanted]
+        return [(name, functools.partial(self.training, name)) for name in paper.TRAININGS if name in wanted]
 
     def train_concurrently(self, rows, jobs):
         """Run the trainings ``rows`` need that are not recorded yet, ``jobs`` at a time, each child with its
@@ -299,6 +304,8 @@ class PaperRun:
     def fast_rcnn_model(self, method, sets=None, name=None, train_imdb=None):
         """The Fast R-CNN detector trained on ``method`` proposals from the initial model."""
         name = name or f'fast_rcnn_{method}'
+        if method in ('selective_search', 'edge_boxes'):  # the training set's proposals (a recorded step)
+            self.external(method, train_imdb or self.args.train_imdb)
         return self.train_single(name, osp.join(self.models, 'fast_rcnn', 'solver.prototxt'),
                                  f'{self.base}/paper/{name}', FAST_RCNN_CFG,
                                  {'TRAIN.PROPOSAL_METHOD': method, **(sets or {})}, self.args.weights,
@@ -428,30 +435,27 @@ class PaperRun:
                                  self.rpn_proposals('stage1', 'top300'))
         if row in ('t1_ss_ss', 't1_eb_eb'):
             method = 'selective_search' if row == 't1_ss_ss' else 'edge_boxes'
-            self.external(method, self.args.train_imdb)
             test_props = self.external(method, self.args.test_imdb)
-            model = self.fast_rcnn_model(method)['model']
+            model = self.training(f'fast_rcnn_{method}')['model']
             extra = {'external_proposal_ms': 1000 * (test_props['seconds_per_image'] or 0.0),
                      'proposal_source': test_props['source']}
             return self.test_row(row, fast_test, model, FAST_RCNN_CFG, {'TEST.PROPOSAL_METHOD': method},
                                  extra=extra)
         if row in ABLATION_ROWS:
-            self.external('selective_search', self.args.train_imdb)
-            model = self.fast_rcnn_model('selective_search')['model']
+            model = self.training('fast_rcnn_selective_search')['model']
             return self.test_row(row, fast_test, model, FAST_RCNN_CFG, rpn_file,
                                  self.rpn_proposals('stage1', ABLATION_ROWS[row]))
         if row == 't1_ss_rpn_large_300':
             return self.larger_backbone_row(row, fast_test)
         if row in ('t5_dense_1scale', 't5_dense_5scale'):
-            dense = self.dense_sets()
-            model = self.fast_rcnn_model('dense', dense)['model']
-            sets = {'TEST.PROPOSAL_METHOD': 'dense', **dense}
+            model = self.training('fast_rcnn_dense')['model']
+            sets = {'TEST.PROPOSAL_METHOD': 'dense', **self.dense_sets()}
             if row == 't5_dense_5scale':
                 scales, max_size = paper.scaled_test_scales(cfg.TEST.SCALES[0], cfg.TEST.MAX_SIZE)
                 sets.update({'TEST.SCALES': scales, 'TEST.MAX_SIZE': max_size})
             return self.test_row(row, fast_test, model, FAST_RCNN_CFG, sets)
         if row in ('joint_end2end_equal_time', 'joint_end2end_released_ratio'):
-            trained = self.end2end_model(row.endswith('ratio'))
+            trained = self.training('end2end_' + row[len('joint_end2end_'):])
             return self.test_row(row, osp.join(self.models, 'faster_rcnn_end2end', 'test.prototxt'),
                                  trained['model'], END2END_CFG, rpn_sets,
                                  extra={'train_iters': trained['iters'],
@@ -479,7 +483,7 @@ class PaperRun:
                       {'EXP_DIR': f'{self.base}/paper/proposals', **RPN_VARIANTS['top300']})
             return {'file': path}
         props = self.step('proposals_vgg16_top300', run)['file']
-        model = self.fast_rcnn_model('selective_search')['model']
+        model = self.training('fast_rcnn_selective_search')['model']
         return self.test_row(row, fast_test, model, FAST_RCNN_CFG, {'TEST.PROPOSAL_METHOD': 'rpn'}, props)
 
     def table3(self):
@@ -496,7 +500,6 @@ class PaperRun:
             method, data = key
             tag = f'voc2012_{method.lower()}_{data.replace("+", "p")}'
             if method == 'SS':
-                self.external('selective_search', train_imdb)
                 model = self.fast_rcnn_model('selective_search', name=f'fast_rcnn_ss_{tag}',
                                              train_imdb=train_imdb)['model']
                 archives[f'{method} {data}'] = self.server_test(tag, fast_test, model, FAST_RCNN_CFG,
