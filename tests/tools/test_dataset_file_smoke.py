@@ -18,15 +18,22 @@ import voc_exports  # noqa: E402 (tests/datasets, on the path via tests/conftest
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 
 
-def test_end2end_script_trains_and_tests_a_dataset_file(tmp_path, exp_dir, run_in_repo, monkeypatch):
+def train_on_clean_dataset(script, iters, tmp_path, exp_dir, run_in_repo, monkeypatch):
+    """``experiments/scripts/<script> cpu TINY <a clean 9-image dataset file>`` with ``ITERS=iters`` from the
+    seeded random TINY model; asserts it succeeded and returns its CompletedProcess and output folder."""
     yml = voc_exports.write_clean_dataset(tmp_path / 'clean', 9)
-    monkeypatch.setenv('ITERS', '20')
+    monkeypatch.setenv('ITERS', iters)
     monkeypatch.setenv('INIT_MODEL', 'output/init/TINY.caffemodel')
-    proc = run_in_repo(['experiments/scripts/faster_rcnn_end2end.sh', 'cpu', 'TINY', str(yml),
+    proc = run_in_repo([f'experiments/scripts/{script}', 'cpu', 'TINY', str(yml),
                         '--set', 'EXP_DIR', exp_dir], timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc, osp.join(ROOT, 'output', exp_dir)
+
+
+def test_end2end_script_trains_and_tests_a_dataset_file(tmp_path, exp_dir, run_in_repo, monkeypatch):
+    proc, out_dir = train_on_clean_dataset('faster_rcnn_end2end.sh', '20', tmp_path, exp_dir, run_in_repo,
+                                           monkeypatch)
     assert 'Dataset clean checked: no errors' in proc.stdout
-    out_dir = osp.join(ROOT, 'output', exp_dir)
     (final,) = glob.glob(osp.join(out_dir, 'clean_trainval', 'tiny_faster_rcnn_iter_20.caffemodel'))
     test_dir = osp.join(out_dir, 'clean_test', osp.splitext(osp.basename(final))[0])
     with open(osp.join(test_dir, 'clean_test_eval.json'), encoding='utf-8') as f:
@@ -38,13 +45,8 @@ def test_end2end_script_trains_and_tests_a_dataset_file(tmp_path, exp_dir, run_i
 
 
 def test_alt_opt_script_trains_and_tests_a_dataset_file(tmp_path, exp_dir, run_in_repo, monkeypatch):
-    yml = voc_exports.write_clean_dataset(tmp_path / 'clean', 9)
-    monkeypatch.setenv('ITERS', '10 10 10 10')
-    monkeypatch.setenv('INIT_MODEL', 'output/init/TINY.caffemodel')
-    proc = run_in_repo(['experiments/scripts/faster_rcnn_alt_opt.sh', 'cpu', 'TINY', str(yml),
-                        '--set', 'EXP_DIR', exp_dir], timeout=900)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    out_dir = osp.join(ROOT, 'output', exp_dir)
+    _, out_dir = train_on_clean_dataset('faster_rcnn_alt_opt.sh', '10 10 10 10', tmp_path, exp_dir,
+                                        run_in_repo, monkeypatch)
     assert osp.isfile(osp.join(out_dir, 'clean_trainval', 'TINY_faster_rcnn_final.caffemodel'))
     with open(osp.join(out_dir, 'clean_test', 'TINY_faster_rcnn_final', 'clean_test_eval.json'),
               encoding='utf-8') as f:
